@@ -1,0 +1,12 @@
+// Element-wise helpers over flat float arrays.
+#pragma once
+#include <cstdint>
+
+namespace moe {
+
+void add_inplace(float* y, const float* x, int64_t n);  // y += x
+void scale_inplace(float* x, int64_t n, float s);       // x *= s
+// Sum of squares in double, summed in fixed blocks then in order: the same result for any thread count.
+double sum_squares(const float* x, int64_t n);
+
+}  // namespace moe

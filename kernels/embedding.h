@@ -1,0 +1,11 @@
+// Token embedding lookup. out[t, :] = table[tokens[t], :].
+#pragma once
+#include <cstdint>
+
+namespace moe {
+
+void embedding_forward(const int32_t* tokens, const float* table, float* out, int64_t T, int64_t D);
+// dtable[tokens[t], :] += dout[t, :]  (accumulates; repeated tokens sum)
+void embedding_backward(const int32_t* tokens, const float* dout, float* dtable, int64_t T, int64_t D);
+
+}  // namespace moe

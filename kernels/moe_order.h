@@ -1,0 +1,28 @@
+// Order / Unorder stages of the MoE layer: a stable counting sort of the T*k token copies by expert,
+// so each expert's rows are contiguous and the experts run as grouped GEMMs.
+#pragma once
+#include <cstdint>
+
+namespace moe {
+
+// idx: [T, k] chosen experts. capacity < 0: dropless; else each expert keeps its first `capacity`
+// copies in token order (flattened [batch, seq] index) and the rest are dropped.
+// Outputs: counts [E] (copies per expert before dropping), offsets [E + 1] (kept rows per expert,
+// prefix sums), slot [T * k] (row of copy (t, j) in expert order, -1 when dropped),
+// row_token [kept rows] (source token of each row). Returns the number of kept rows.
+int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, int64_t capacity, int64_t* counts,
+                  int64_t* offsets, int64_t* slot, int32_t* row_token);
+
+// xs[r, :] = x[row_token[r], :]   (x: [T, D], xs: [n, D])
+void moe_gather(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs);
+// Gradient of moe_gather: dx[t, :] = sum over kept copies j of dxs[slot[t, j], :]  (assigned)
+void moe_gather_backward(const float* dxs, const int64_t* slot, int64_t T, int64_t k, int64_t D, float* dx);
+
+// y[t, :] = sum_j w[t, j] * ye[slot[t, j], :]  (assigned; dropped copies contribute 0)
+void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
+                         float* y);
+// dye[slot[t, j], :] = w[t, j] * dy[t, :];  dw[t, j] = dy[t, :] . ye[slot[t, j], :]  (0 when dropped)
+void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,
+                          int64_t D, float* dye, float* dw);
+
+}  // namespace moe

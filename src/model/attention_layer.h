@@ -1,0 +1,29 @@
+// Grouped-query causal self-attention with RoPE: projections wq, wk, wv, wo (y = x W^T).
+#pragma once
+#include <string>
+
+#include "core/config.h"
+#include "core/tensor.h"
+#include "model/params.h"
+
+namespace moe {
+
+class AttentionLayer {
+ public:
+  AttentionLayer(ParamStore& store, const std::string& prefix, const ModelConfig& cfg, int num_layers_for_init);
+  // a: [B*S, D] (kept until backward), y: [B*S, D] assigned.
+  void forward(const float* a, float* y, int64_t B, int64_t S);
+  // dy: [B*S, D]; da assigned; weight gradients accumulated.
+  void backward(const float* dy, float* da);
+
+ private:
+  Param &wq_, &wk_, &wv_, &wo_;
+  int64_t D_, H_, Hkv_, hd_;
+  double theta_;
+  const float* a_ = nullptr;
+  int64_t B_ = 0, S_ = 0;
+  Tensor q_, k_, v_, o_, probs_;  // saved activations (q, k after RoPE)
+  Tensor dq_, dk_, dv_, do_;      // work buffers for backward
+};
+
+}  // namespace moe

@@ -1,0 +1,50 @@
+// Parameter registry: every trainable tensor with its SPEC name (path under /model), logical shape,
+// gradient and initialisation; plus non-trained buffers (the expert bias) that checkpoints carry.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace moe {
+
+enum class Init { Normal, Ones, Zeros };
+
+struct Param {
+  std::string name;  // e.g. "layers/0/attn/wq"; SPEC path under /model and /optim/exp_avg
+  Tensor value;
+  Tensor grad;
+  Init init = Init::Normal;
+  double init_std = 0.0;
+  bool decay() const { return value.rank() >= 2; }  // AdamW decays parameters of rank >= 2 only
+};
+
+struct Buffer {
+  std::string name;  // e.g. "layers/1/moe/router/expert_bias"
+  Tensor value;
+};
+
+class ParamStore {
+ public:
+  Param& add(const std::string& name, const Shape& shape, Init init, double init_std = 0.0);
+  Buffer& add_buffer(const std::string& name, const Shape& shape);  // zero-initialised
+
+  std::vector<Param*> params();
+  std::vector<Buffer*> buffers();
+  Param* find(const std::string& name);
+  Buffer* find_buffer(const std::string& name);
+
+  // Draws initial values: value i of a parameter is normal(0, std) from a counter-based stream
+  // keyed by (seed, name), so the result does not depend on the order or the layout.
+  void initialize(uint64_t seed);
+  void zero_grad();
+  int64_t num_elements() const;
+
+ private:
+  std::deque<Param> params_;
+  std::deque<Buffer> buffers_;
+};
+
+}  // namespace moe

@@ -1,0 +1,32 @@
+// SwiGLU feed-forward: y = (silu(x w1^T) * (x w3^T)) w2^T, w1, w3: [F, D], w2: [D, F].
+// Used for dense FFN layers and for the shared experts of an MoE layer (one SwiGLU of width
+// num_shared_experts * shared_expert_hidden).
+#pragma once
+#include <string>
+
+#include "core/tensor.h"
+#include "model/params.h"
+
+namespace moe {
+
+class SwiGluLayer {
+ public:
+  // `phase` names the profiler phase prefix ("dense_ffn", "shared_experts").
+  SwiGluLayer(ParamStore& store, const std::string& prefix, int64_t D, int64_t F, double init_std,
+              double out_init_std, const char* fwd_phase, const char* bwd_phase);
+  // x: [T, D] (kept until backward); y: [T, D] assigned.
+  void forward(const float* x, float* y, int64_t T);
+  // dx assigned (accumulate = false) or added to (accumulate = true).
+  void backward(const float* dy, float* dx, bool accumulate);
+
+ private:
+  Param &w1_, &w3_, &w2_;
+  int64_t D_, F_;
+  const char* fwd_phase_;
+  const char* bwd_phase_;
+  const float* x_ = nullptr;
+  int64_t T_ = 0;
+  Tensor g_, u_, h_;  // [T, F]
+};
+
+}  // namespace moe

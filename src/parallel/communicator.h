@@ -1,0 +1,37 @@
+// Communicator: the collectives the trainer needs, behind one interface (Local for one rank; MPI
+// and NCCL implementations join in later issues). All calls are collective over the group and
+// blocking unless named *_async. Buffers are host memory.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+namespace moe {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  virtual void all_reduce_sum(float* data, int64_t n) = 0;  // in place
+  virtual void all_reduce_sum(double* data, int64_t n) = 0;
+  virtual void all_reduce_sum(int64_t* data, int64_t n) = 0;
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  // out: [size * n] receives every rank's n elements in rank order.
+  virtual void all_gather(const float* in, float* out, int64_t n) = 0;
+  // in: [size * n]; out: [n], the sum over ranks of block `rank` of in.
+  virtual void reduce_scatter_sum(const float* in, float* out, int64_t n) = 0;
+  // Rank r sends send_counts[r] floats (consecutive, in rank order) and receives recv_counts[r].
+  virtual void all_to_all_v(const float* send, const int64_t* send_counts, float* recv,
+                            const int64_t* recv_counts) = 0;
+  virtual void barrier() = 0;
+  // Ranks with the same color form a group, ordered by key (MPI_Comm_split semantics).
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+  // Ends every rank of the job with `code`; never returns.
+  [[noreturn]] virtual void abort(int code) = 0;
+};
+
+// The one-rank communicator: every collective is the identity.
+std::unique_ptr<Communicator> make_local_communicator();
+
+}  // namespace moe

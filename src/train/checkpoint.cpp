@@ -1,0 +1,161 @@
+// Checkpoint save/load.
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+#include <vector>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "train/hdf5_io.h"
+
+namespace moe {
+namespace fs = std::filesystem;
+
+std::string checkpoint_path(const std::string& dir, int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step_%08lld.h5", static_cast<long long>(step));
+  return (fs::path(dir) / name).string();
+}
+
+static void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+static std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  static const std::regex pattern("step_([0-9]{8})\\.h5");
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    std::string name = e.path().filename().string();
+    if (e.is_regular_file(ec) && std::regex_match(name, m, pattern)) out.emplace_back(std::stoll(m[1]), e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<std::string> find_latest_checkpoint(const std::string& dir) {
+  auto all = list_checkpoints(dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second;
+}
+
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
+                            const AdamW* optim, int keep) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  MOE_CHECK(!ec, "checkpoint.dir '" << dir << "' cannot be created: " << ec.message());
+  const std::string final_path = checkpoint_path(dir, meta.step);
+  const std::string tmp_path = final_path + ".tmp";
+  {
+    H5File f = H5File::create(tmp_path);
+    f.set_attr("/", "format", std::string(kCheckpointFormat));
+    f.set_attr("/", "version", kCheckpointVersion);
+    f.set_attr("/", "step", meta.step);
+    f.set_attr("/", "tokens_seen", meta.tokens_seen);
+    f.set_attr("/", "consumed_samples", meta.consumed_samples);
+    f.set_attr("/", "config", meta.config_yaml);
+    for (Param* p : params.params()) f.write_floats("/model/" + p->name, p->value.shape(), p->value.data());
+    for (Buffer* b : params.buffers()) f.write_floats("/model/" + b->name, b->value.shape(), b->value.data());
+    if (optim) {
+      const auto& ps = optim->params();
+      auto& m = const_cast<AdamW*>(optim)->exp_avg();
+      auto& v = const_cast<AdamW*>(optim)->exp_avg_sq();
+      for (size_t i = 0; i < ps.size(); ++i) {
+        f.write_floats("/optim/exp_avg/" + ps[i]->name, m[i].shape(), m[i].data());
+        f.write_floats("/optim/exp_avg_sq/" + ps[i]->name, v[i].shape(), v[i].data());
+      }
+      f.set_attr("/optim", "step", optim->step_count());
+    }
+    f.close();
+  }
+  fsync_path(tmp_path, false);
+  fs::rename(tmp_path, final_path, ec);
+  MOE_CHECK(!ec, "checkpoint '" << final_path << "': rename from temporary failed: " << ec.message());
+  fsync_path(dir, true);
+  auto all = list_checkpoints(dir);
+  for (size_t i = 0; i + size_t(keep) < all.size(); ++i) fs::remove(all[i].second, ec);
+  return final_path;
+}
+
+static void check_shape(const H5File& f, const std::string& path, const Shape& want) {
+  auto got = f.dataset_shape(path);
+  MOE_CHECK(got == want, "checkpoint '" << f.path() << "': " << path << " has shape " << shape_str(got)
+                                        << " but the config needs " << shape_str(want));
+}
+
+CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, AdamW* optim) {
+  H5File f = H5File::open_read(path);
+  auto format = f.get_string_attr("/", "format");
+  MOE_CHECK(format.has_value(), "checkpoint '" << path << "': no 'format' attribute (not a moe-train checkpoint)");
+  MOE_CHECK(*format == kCheckpointFormat,
+            "checkpoint '" << path << "': format is '" << *format << "', expected '" << kCheckpointFormat << "'");
+  auto version = f.get_int_attr("/", "version");
+  MOE_CHECK(version.has_value() && *version == kCheckpointVersion,
+            "checkpoint '" << path << "': version " << (version ? std::to_string(*version) : "missing")
+                           << " is not supported (expected " << kCheckpointVersion << ")");
+  CheckpointMeta meta;
+  meta.step = f.get_int_attr("/", "step").value_or(0);
+  meta.tokens_seen = f.get_int_attr("/", "tokens_seen").value_or(0);
+  meta.consumed_samples = f.get_int_attr("/", "consumed_samples").value_or(0);
+  meta.config_yaml = f.get_string_attr("/", "config").value_or("");
+
+  // Validate everything before touching the model.
+  for (Param* p : params.params()) check_shape(f, "/model/" + p->name, p->value.shape());
+  for (Buffer* b : params.buffers()) {
+    std::string bp = "/model/" + b->name;
+    if (optim || f.exists(bp)) check_shape(f, bp, b->value.shape());
+  }
+  if (optim) {
+    MOE_CHECK(f.get_int_attr("/optim", "step").has_value(),
+              "checkpoint '" << path << "': /optim has no 'step' attribute (a model-only file: use init_from)");
+    for (Param* p : params.params()) {
+      check_shape(f, "/optim/exp_avg/" + p->name, p->value.shape());
+      check_shape(f, "/optim/exp_avg_sq/" + p->name, p->value.shape());
+    }
+  }
+
+  // Read into scratch first so a corrupt dataset leaves the model untouched.
+  std::vector<Tensor> values;
+  for (Param* p : params.params()) {
+    values.push_back(Tensor::empty(p->value.shape()));
+    f.read_floats("/model/" + p->name, values.back().data());
+  }
+  std::vector<Tensor> bufs;
+  for (Buffer* b : params.buffers()) {
+    bufs.push_back(Tensor::zeros(b->value.shape()));
+    if (f.exists("/model/" + b->name)) f.read_floats("/model/" + b->name, bufs.back().data());
+  }
+  std::vector<Tensor> ms, vs;
+  if (optim) {
+    for (Param* p : params.params()) {
+      ms.push_back(Tensor::empty(p->value.shape()));
+      vs.push_back(Tensor::empty(p->value.shape()));
+      f.read_floats("/optim/exp_avg/" + p->name, ms.back().data());
+      f.read_floats("/optim/exp_avg_sq/" + p->name, vs.back().data());
+    }
+  }
+  auto ps = params.params();
+  for (size_t i = 0; i < ps.size(); ++i) ps[i]->value.copy_from(values[i]);
+  auto bs = params.buffers();
+  for (size_t i = 0; i < bs.size(); ++i) bs[i]->value.copy_from(bufs[i]);
+  if (optim) {
+    for (size_t i = 0; i < ps.size(); ++i) {
+      optim->exp_avg()[i].copy_from(ms[i]);
+      optim->exp_avg_sq()[i].copy_from(vs[i]);
+    }
+    optim->set_step_count(*f.get_int_attr("/optim", "step"));
+  }
+  return meta;
+}
+
+}  // namespace moe

@@ -1,0 +1,38 @@
+// HDF5 checkpoints in the layout of SPEC section 4: one file per step, written to a temporary name,
+// fsynced and renamed; the `keep` newest kept. Loading checks format, version and every shape
+// against the model before reading anything into it.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "model/params.h"
+#include "optim/adamw.h"
+
+namespace moe {
+
+inline constexpr const char* kCheckpointFormat = "moe-train-checkpoint";
+inline constexpr int64_t kCheckpointVersion = 1;
+
+struct CheckpointMeta {
+  int64_t step = 0;
+  int64_t tokens_seen = 0;
+  int64_t consumed_samples = 0;
+  std::string config_yaml;
+};
+
+std::string checkpoint_path(const std::string& dir, int64_t step);  // <dir>/step_00000012.h5
+
+// Writes the model (parameters and buffers) and, when optim is non-null, the AdamW moments.
+// Returns the final path. Deletes all but the `keep` newest step files afterwards.
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
+                            const AdamW* optim, int keep);
+
+// Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
+std::optional<std::string> find_latest_checkpoint(const std::string& dir);
+
+// Loads /model into params; with optim non-null also /optim (resume), else model only (init_from:
+// buffers absent from the file stay zero). Throws naming the file and the first problem.
+CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, AdamW* optim);
+
+}  // namespace moe

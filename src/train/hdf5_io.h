@@ -1,0 +1,44 @@
+// Thin HDF5 helpers for checkpoints: RAII file handle, float32 datasets at full logical shape,
+// scalar attributes. Every failure throws moe::Error naming the file and the object.
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+class H5File {
+ public:
+  static H5File create(const std::string& path);    // truncates
+  static H5File open_read(const std::string& path);  // throws when missing or not HDF5
+  H5File(H5File&& other) noexcept;
+  ~H5File();
+  H5File(const H5File&) = delete;
+  H5File& operator=(const H5File&) = delete;
+
+  const std::string& path() const { return path_; }
+  void close();   // flushes; throws on failure
+  bool exists(const std::string& object_path) const;  // every component checked
+
+  // Writes float32 data of `shape` at `object_path` (groups created as needed), with the
+  // Fletcher32 checksum filter (chunked storage) so corruption is detected on read.
+  void write_floats(const std::string& object_path, const std::vector<int64_t>& shape, const float* data);
+  std::vector<int64_t> dataset_shape(const std::string& object_path) const;
+  void read_floats(const std::string& object_path, float* data) const;
+
+  // Attributes on an object ("/" for the root).
+  void set_attr(const std::string& object_path, const std::string& name, const std::string& value);
+  void set_attr(const std::string& object_path, const std::string& name, int64_t value);
+  std::optional<std::string> get_string_attr(const std::string& object_path, const std::string& name) const;
+  std::optional<int64_t> get_int_attr(const std::string& object_path, const std::string& name) const;
+
+ private:
+  H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
+  hid_t id_ = -1;
+  std::string path_;
+};
+
+}  // namespace moe

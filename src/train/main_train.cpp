@@ -1,0 +1,45 @@
+// moe-train CONFIG.yaml [--set key=value]...   (alone, or under mpirun / srun)
+#include <mpi.h>
+
+#include <cstdio>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/logging.h"
+#include "parallel/communicator.h"
+#include "train/cli_args.h"
+#include "train/trainer.h"
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  moe::init_logging(rank);
+  int rc = 0;
+  try {
+    moe::CliArgs args = moe::parse_cli_args(argc, argv, "moe-train");
+    if (args.help) {
+      if (rank == 0)
+        std::printf("usage: moe-train CONFIG.yaml [--set key=value]...\n"
+                    "Trains the model the YAML config describes (keys: docs/config.md).\n");
+    } else {
+      moe::Config cfg = moe::load_config(args.config_path, args.overrides);
+      cfg.finalize(size);
+      MOE_CHECK(size == 1, "moe-train: " << size << " ranks requested, but this build trains on one rank only "
+                                         << "(the MPI communicator is not built yet); run without mpirun");
+      auto world = moe::make_local_communicator();
+      rc = moe::Trainer(cfg, *world).run();
+    }
+  } catch (const moe::Error& e) {
+    moe::log_error(e.message() + "  (" + e.location() + ")");
+    rc = 1;
+  } catch (const std::exception& e) {
+    moe::log_error(std::string("internal error: ") + e.what());
+    rc = 2;
+  }
+  moe::shutdown_logging();
+  if (rc != 0 && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  MPI_Finalize();
+  return rc;
+}

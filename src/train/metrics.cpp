@@ -1,0 +1,47 @@
+// metrics.jsonl writer.
+#include "train/metrics.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+
+namespace moe {
+
+static std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.9g", v);
+  return buf;
+}
+
+std::string metrics_to_json(const StepMetrics& m) {
+  std::string s = "{\"step\": " + std::to_string(m.step);
+  s += ", \"loss\": " + num(m.loss) + ", \"ce\": " + num(m.ce) + ", \"aux\": " + num(m.aux);
+  s += ", \"lr\": " + num(m.lr) + ", \"grad_norm\": " + num(m.grad_norm);
+  s += ", \"tokens_per_s\": " + num(m.tokens_per_s) + ", \"step_ms\": " + num(m.step_ms) + ", \"mfu\": " + num(m.mfu);
+  s += ", \"tokens_seen\": " + std::to_string(m.tokens_seen);
+  if (m.val_loss >= 0) s += ", \"val_loss\": " + num(m.val_loss);
+  s += ", \"breakdown_ms\": {";
+  for (size_t i = 0; i < m.breakdown_ms.size(); ++i)
+    s += (i ? ", \"" : "\"") + m.breakdown_ms[i].first + "\": " + num(m.breakdown_ms[i].second);
+  s += "}, \"expert_load\": {";
+  for (size_t i = 0; i < m.expert_load.size(); ++i) {
+    s += (i ? ", \"" : "\"") + std::to_string(m.expert_load[i].first) + "\": [";
+    const auto& v = m.expert_load[i].second;
+    for (size_t e = 0; e < v.size(); ++e) s += (e ? ", " : "") + std::to_string(v[e]);
+    s += "]";
+  }
+  return s + "}}";
+}
+
+MetricsWriter::MetricsWriter(const std::string& path) : out_(path, std::ios::app) {
+  MOE_CHECK(out_.good(), "cannot open metrics file '" << path << "' for writing");
+}
+
+void MetricsWriter::write(const StepMetrics& m) {
+  out_ << metrics_to_json(m) << '\n';
+  out_.flush();
+}
+
+}  // namespace moe

@@ -1,0 +1,20 @@
+// Shared helpers for the tests: random tensors, temporary directories, tiny configs.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace moe::test {
+
+std::vector<float> random_vector(int64_t n, uint64_t seed, float scale = 1.0f);
+// A fresh empty directory under the build tree, removed when the test binary is re-run.
+std::string temp_dir(const std::string& name);
+// Writes uint16 tokens to path.
+void write_tokens(const std::string& path, const std::vector<uint16_t>& tokens);
+// A tiny valid config (2 layers, 4 experts) with data files under dir.
+Config tiny_config(const std::string& dir);
+double max_abs_diff(const float* a, const float* b, int64_t n);
+
+}  // namespace moe::test
