@@ -1,0 +1,137 @@
+// End-to-end runs of the Trainer on a tiny corpus: the loss falls, metrics.jsonl carries the SPEC
+// fields, resuming from a checkpoint continues bit for bit, init_from loads the model only.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "core/error.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "parallel/communicator.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace moe {
+namespace fs = std::filesystem;
+
+static std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+static double field(const std::string& json, const std::string& key) {
+  std::smatch m;
+  std::regex re("\"" + key + "\": ([-0-9.e+]+)");
+  if (!std::regex_search(json, m, re)) return NAN;
+  return std::stod(m[1]);
+}
+
+static int run(const Config& cfg) {
+  auto comm = make_local_communicator();
+  return Trainer(cfg, *comm).run();
+}
+
+TEST(Training, LossFallsAndMetricsCarrySpecFields) {
+  auto dir = test::temp_dir("train_falls");
+  Config cfg = test::tiny_config(dir);
+  cfg.train.steps = 40;
+  cfg.train.eval_every = 20;
+  cfg.optim.lr = 0.01;
+  cfg.optim.warmup_steps = 4;
+  ASSERT_EQ(run(cfg), 0);
+  auto lines = read_lines(cfg.run.out_dir + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 40u);
+  for (const char* k : {"step", "loss", "ce", "aux", "lr", "grad_norm", "tokens_per_s", "step_ms", "mfu"})
+    EXPECT_FALSE(std::isnan(field(lines[0], k))) << k;
+  EXPECT_NE(lines[0].find("\"breakdown_ms\": {"), std::string::npos);
+  EXPECT_NE(lines[0].find("\"attention_fwd\""), std::string::npos);
+  EXPECT_NE(lines[0].find("\"expert_load\": {\"0\": ["), std::string::npos);
+  EXPECT_FALSE(std::isnan(field(lines[19], "val_loss")));
+  double first = field(lines[0], "ce"), last = field(lines[39], "ce");
+  EXPECT_LT(last, first - 1.5) << "ce " << first << " -> " << last;
+  EXPECT_TRUE(fs::exists(cfg.run.out_dir + "/train.log"));
+}
+
+TEST(Training, ResumeContinuesBitForBit) {
+  auto dir = test::temp_dir("train_resume");
+  Config cfg = test::tiny_config(dir);
+  cfg.train.steps = 6;
+  cfg.checkpoint.every = 3;
+  cfg.checkpoint.keep = 5;
+  cfg.model.moe.router.bias_update_rate = 0.01;  // the bias must be carried too
+  cfg.model.moe.lbl_scope = "global";
+  ASSERT_EQ(run(cfg), 0);
+  // An interrupted run: only the step-3 checkpoint survived.
+  Config resumed = cfg;
+  resumed.run.out_dir = dir + "/out_resumed";
+  resumed.checkpoint.dir = dir + "/ckpt_resumed";
+  fs::create_directories(resumed.checkpoint.dir);
+  fs::copy_file(checkpoint_path(cfg.checkpoint.dir, 3), checkpoint_path(resumed.checkpoint.dir, 3));
+  ASSERT_EQ(run(resumed), 0);
+
+  auto a = read_lines(cfg.run.out_dir + "/metrics.jsonl"), b = read_lines(resumed.run.out_dir + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(field(a[3 + i], "step"), field(b[i], "step"));
+    EXPECT_EQ(field(a[3 + i], "loss"), field(b[i], "loss"));
+    EXPECT_EQ(field(a[3 + i], "grad_norm"), field(b[i], "grad_norm"));
+  }
+  auto comm = make_local_communicator();
+  Transformer ma(cfg.model, comm.get()), mb(cfg.model, comm.get());
+  AdamW oa(cfg.optim, ma.params().params()), ob(cfg.optim, mb.params().params());
+  load_checkpoint(checkpoint_path(cfg.checkpoint.dir, 6), ma.params(), &oa);
+  load_checkpoint(checkpoint_path(resumed.checkpoint.dir, 6), mb.params(), &ob);
+  auto pa = ma.params().params(), pb = mb.params().params();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    size_t bytes = sizeof(float) * pa[i]->value.numel();
+    EXPECT_EQ(0, std::memcmp(pa[i]->value.data(), pb[i]->value.data(), bytes)) << pa[i]->name;
+    EXPECT_EQ(0, std::memcmp(oa.exp_avg_sq()[i].data(), ob.exp_avg_sq()[i].data(), bytes)) << pa[i]->name;
+  }
+  auto ba = ma.params().buffers(), bb = mb.params().buffers();
+  ASSERT_FALSE(ba.empty());
+  for (size_t i = 0; i < ba.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(ba[i]->value.data(), bb[i]->value.data(), sizeof(float) * ba[i]->value.numel()));
+}
+
+TEST(Training, InitFromLoadsModelOnlyAndStartsAtStepZero) {
+  auto dir = test::temp_dir("train_init_from");
+  Config cfg = test::tiny_config(dir);
+  cfg.train.steps = 2;
+  cfg.checkpoint.every = 2;
+  ASSERT_EQ(run(cfg), 0);
+  Config next = cfg;
+  next.run.out_dir = dir + "/out2";
+  next.checkpoint.dir = dir + "/ckpt2";
+  next.checkpoint.init_from = checkpoint_path(cfg.checkpoint.dir, 2);
+  next.train.steps = 1;
+  next.checkpoint.every = 1;
+  ASSERT_EQ(run(next), 0);
+  auto comm = make_local_communicator();
+  Transformer m(cfg.model, comm.get());
+  AdamW o(cfg.optim, m.params().params());
+  auto meta = load_checkpoint(checkpoint_path(next.checkpoint.dir, 1), m.params(), &o);
+  EXPECT_EQ(meta.step, 1);
+  EXPECT_EQ(o.step_count(), 1);  // a fresh optimizer took one step
+}
+
+TEST(Training, ExplicitResumeOfMissingFileIsRefused) {
+  auto dir = test::temp_dir("train_bad_resume");
+  Config cfg = test::tiny_config(dir);
+  cfg.checkpoint.resume = dir + "/nope.h5";
+  try {
+    run(cfg);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("nope.h5"), std::string::npos);
+  }
+}
+
+}  // namespace moe
