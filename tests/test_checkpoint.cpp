@@ -37,14 +37,7 @@ struct Trained {
   }
 };
 
-static std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(Checkpoint, RoundTripRestoresModelOptimizerAndBuffers) {
   auto dir = test::temp_dir("ckpt_roundtrip");

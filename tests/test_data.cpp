@@ -13,14 +13,7 @@
 
 namespace moe {
 
-static std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(TokenFile, SamplesAreShiftedWindowsOfSeqLenPlusOne) {
   auto dir = test::temp_dir("token_file");

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
 #include "core/rng.h"
 
 namespace moe::test {
@@ -65,6 +66,15 @@ double max_abs_diff(const float* a, const float* b, int64_t n) {
   double m = 0;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, double(std::fabs(a[i] - b[i])));
   return m;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.message();
+  }
+  return "";
 }
 
 }  // namespace moe::test

@@ -1,6 +1,7 @@
 // Shared helpers for the tests: random tensors, temporary directories, tiny configs.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,5 +17,7 @@ void write_tokens(const std::string& path, const std::vector<uint16_t>& tokens);
 // A tiny valid config (2 layers, 4 experts) with data files under dir.
 Config tiny_config(const std::string& dir);
 double max_abs_diff(const float* a, const float* b, int64_t n);
+// The message of the moe::Error that f throws, or "" when it throws none.
+std::string error_of(const std::function<void()>& f);
 
 }  // namespace moe::test

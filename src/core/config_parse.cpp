@@ -3,10 +3,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <memory>
 #include <set>
 #include <sstream>
 
 #include "core/config.h"
+#include "core/config_fields.h"
 #include "core/error.h"
 
 namespace moe {
@@ -121,102 +123,28 @@ void apply_override(YAML::Node& root, const std::string& text) {
   set_path(root, keys, 0, parsed, text);
 }
 
-void read_config(MapReader& root, Config& c) {
-  auto run = root.sub("run");
-  run.get("name", c.run.name);
-  run.get("out_dir", c.run.out_dir);
-  run.get("seed", c.run.seed);
-  run.finish();
+// Walks visit_config_fields with a stack of MapReaders, one per open section.
+class ReadVisitor {
+ public:
+  explicit ReadVisitor(MapReader& root) { stack_.push_back(&root); }
+  void begin(const char* key) {
+    owned_.push_back(std::make_unique<MapReader>(stack_.back()->sub(key)));
+    stack_.push_back(owned_.back().get());
+  }
+  void end() {
+    stack_.back()->finish();
+    stack_.pop_back();
+  }
+  template <class T>
+  void field(const char* key, T& value) {
+    stack_.back()->get(key, value);
+  }
+  void field(const char* key, std::vector<int>& value) { stack_.back()->get(key, value, 2); }
 
-  auto model = root.sub("model");
-  auto& m = c.model;
-  model.get("vocab_size", m.vocab_size);
-  model.get("d_model", m.d_model);
-  model.get("n_layers", m.n_layers);
-  model.get("n_heads", m.n_heads);
-  model.get("n_kv_heads", m.n_kv_heads);
-  model.get("ffn_hidden", m.ffn_hidden);
-  model.get("max_seq_len", m.max_seq_len);
-  model.get("rope_theta", m.rope_theta);
-  model.get("norm_eps", m.norm_eps);
-  model.get("tie_embeddings", m.tie_embeddings);
-  model.get("init_std", m.init_std);
-  auto moe = model.sub("moe");
-  auto& e = m.moe;
-  moe.get("num_experts", e.num_experts);
-  moe.get("top_k", e.top_k);
-  moe.get("expert_hidden", e.expert_hidden);
-  moe.get("num_shared_experts", e.num_shared_experts);
-  moe.get("shared_expert_hidden", e.shared_expert_hidden);
-  moe.get("first_dense_layers", e.first_dense_layers);
-  moe.get("layer_freq", e.layer_freq);
-  moe.get("score", e.score);
-  moe.get("norm_topk", e.norm_topk);
-  moe.get("capacity_factor", e.capacity_factor);
-  moe.get("aux_loss_coef", e.aux_loss_coef);
-  moe.get("z_loss_coef", e.z_loss_coef);
-  moe.get("lbl_scope", e.lbl_scope);
-  auto router = moe.sub("router");
-  router.get("bias_update_rate", e.router.bias_update_rate);
-  router.finish();
-  moe.finish();
-  model.finish();
-
-  auto par = root.sub("parallel");
-  par.get("tp", c.parallel.tp);
-  par.get("ep", c.parallel.ep);
-  par.get("expert_sharding", c.parallel.expert_sharding);
-  par.get("zero", c.parallel.zero);
-  par.finish();
-
-  auto train = root.sub("train");
-  auto& t = c.train;
-  train.get("seq_len", t.seq_len);
-  train.get("global_batch", t.global_batch);
-  train.get("micro_batch", t.micro_batch);
-  train.get("steps", t.steps);
-  train.get("precision", t.precision);
-  train.get("grad_clip", t.grad_clip);
-  train.get("log_every", t.log_every);
-  train.get("eval_every", t.eval_every);
-  train.get("eval_batches", t.eval_batches);
-  train.finish();
-
-  auto optim = root.sub("optim");
-  auto& o = c.optim;
-  optim.get("lr", o.lr);
-  optim.get("min_lr", o.min_lr);
-  optim.get("warmup_steps", o.warmup_steps);
-  optim.get("schedule", o.schedule);
-  optim.get("beta1", o.beta1);
-  optim.get("beta2", o.beta2);
-  optim.get("eps", o.eps);
-  optim.get("weight_decay", o.weight_decay);
-  optim.finish();
-
-  auto data = root.sub("data");
-  data.get("train", c.data.train);
-  data.get("valid", c.data.valid);
-  data.get("token_dtype", c.data.token_dtype);
-  data.get("shuffle", c.data.shuffle);
-  data.finish();
-
-  auto ckpt = root.sub("checkpoint");
-  ckpt.get("dir", c.checkpoint.dir);
-  ckpt.get("every", c.checkpoint.every);
-  ckpt.get("keep", c.checkpoint.keep);
-  ckpt.get("resume", c.checkpoint.resume);
-  ckpt.get("init_from", c.checkpoint.init_from);
-  ckpt.finish();
-
-  auto prof = root.sub("profile");
-  prof.get("breakdown_every", c.profile.breakdown_every);
-  prof.get("trace", c.profile.trace);
-  prof.get("trace_steps", c.profile.trace_steps, 2);
-  prof.finish();
-
-  root.finish();
-}
+ private:
+  std::vector<MapReader*> stack_;
+  std::vector<std::unique_ptr<MapReader>> owned_;
+};
 
 }  // namespace
 
@@ -234,7 +162,9 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
   Config cfg;
   cfg.source = source;
   MapReader reader(root, "", cfg.source);
-  read_config(reader, cfg);
+  ReadVisitor visitor(reader);
+  visit_config_fields(cfg, visitor);
+  reader.finish();
   return cfg;
 }
 
