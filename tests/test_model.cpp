@@ -70,7 +70,9 @@ TEST_P(ModelTest, ForwardMatchesPlainLoopReference) {
     auto want = test::reference_forward(f.cfg, f.model->params(), f.tokens[m], f.targets[m], f.B, f.S, state);
     EXPECT_NEAR(got.ce, want.ce, 2e-5 * std::fabs(want.ce)) << "micro-batch " << m;
     EXPECT_NEAR(got.aux, want.aux, 1e-6 + 1e-5 * std::fabs(want.aux)) << "micro-batch " << m;
-    if (f.cfg.model.moe.num_experts > 0) EXPECT_GT(want.aux, 0.0);
+    if (f.cfg.model.moe.num_experts > 0) {
+      EXPECT_GT(want.aux, 0.0);
+    }
   }
 }
 

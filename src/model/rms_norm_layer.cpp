@@ -10,7 +10,7 @@ RmsNormLayer::RmsNormLayer(ParamStore& store, const std::string& name, int64_t D
     : weight_(store.add(name + "/weight", {D}, Init::Ones)), D_(D), eps_(eps) {}
 
 void RmsNormLayer::forward(const float* x, float* y, int64_t T) {
-  ScopedPhase phase("norm");
+  ScopedPhase phase("norm_fwd");
   x_ = x;
   T_ = T;
   rstd_.resize({T});
@@ -18,7 +18,7 @@ void RmsNormLayer::forward(const float* x, float* y, int64_t T) {
 }
 
 void RmsNormLayer::backward(const float* dy, float* dx) {
-  ScopedPhase phase("norm");
+  ScopedPhase phase("norm_bwd");
   rms_norm_backward(x_, weight_.value.data(), rstd_.data(), dy, dx, weight_.grad.data(), T_, D_);
 }
 

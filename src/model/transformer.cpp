@@ -33,8 +33,8 @@ MoeAux TransformerBlock::forward(const float* x, float* out, int64_t B, int64_t 
   attn_norm_.forward(x, a1_.data(), T);
   attn_.forward(a1_.data(), tmp_.data(), B, S);
   {
-    ScopedPhase phase("residual");
-    for (int64_t i = 0; i < n; ++i) mid_.data()[i] = x[i] + tmp_.data()[i];
+    ScopedPhase phase("residual_fwd");
+    add(x, tmp_.data(), mid_.data(), n);
   }
   ffn_norm_.forward(mid_.data(), a2_.data(), T);
   MoeAux aux;
@@ -43,8 +43,8 @@ MoeAux TransformerBlock::forward(const float* x, float* out, int64_t B, int64_t 
   } else {
     dense_->forward(a2_.data(), tmp_.data(), T);
   }
-  ScopedPhase phase("residual");
-  for (int64_t i = 0; i < n; ++i) out[i] = mid_.data()[i] + tmp_.data()[i];
+  ScopedPhase phase("residual_fwd");
+  add(mid_.data(), tmp_.data(), out, n);
   return aux;
 }
 
@@ -58,15 +58,15 @@ void TransformerBlock::backward(float* dout, float* dx) {
     dense_->backward(dout, tmp_.data(), false);
   }
   ffn_norm_.backward(tmp_.data(), dtmp_.data());
-  add_inplace(dout, dtmp_.data(), n);  // dout now holds dmid
+  {
+    ScopedPhase phase("residual_bwd");
+    add_inplace(dout, dtmp_.data(), n);  // dout now holds dmid
+  }
   // Attention branch: dx = dmid + attn_norm'(attn'(dmid))
   attn_.backward(dout, tmp_.data());
   attn_norm_.backward(tmp_.data(), dtmp_.data());
-  if (dx != dout) {
-    for (int64_t i = 0; i < n; ++i) dx[i] = dout[i] + dtmp_.data()[i];
-  } else {
-    add_inplace(dx, dtmp_.data(), n);
-  }
+  ScopedPhase phase("residual_bwd");
+  add(dout, dtmp_.data(), dx, n);
 }
 
 Transformer::Transformer(const ModelConfig& cfg, Communicator* dp_comm) : cfg_(cfg) {
@@ -91,7 +91,7 @@ MicroBatchLoss Transformer::forward_backward(const int32_t* tokens, const int32_
   hf_.resize({T, D});
   MicroBatchLoss loss;
   {
-    ScopedPhase phase("embedding");
+    ScopedPhase phase("embedding_fwd");
     embedding_forward(tokens, embed_->value.data(), acts_[0].data(), T, D);
   }
   for (int64_t l = 0; l < L; ++l) {
@@ -108,7 +108,7 @@ MicroBatchLoss Transformer::forward_backward(const int32_t* tokens, const int32_
   dtmp_.resize({T, D});
   final_norm_->backward(dh_.data(), dtmp_.data());
   for (int64_t l = L - 1; l >= 0; --l) blocks_[l]->backward(dtmp_.data(), dtmp_.data());
-  ScopedPhase phase("embedding");
+  ScopedPhase phase("embedding_bwd");
   embedding_backward(tokens, dtmp_.data(), embed_->grad.data(), T, D);
   return loss;
 }

@@ -22,6 +22,12 @@ std::string metrics_to_json(const StepMetrics& m) {
   s += ", \"tokens_per_s\": " + num(m.tokens_per_s) + ", \"step_ms\": " + num(m.step_ms) + ", \"mfu\": " + num(m.mfu);
   s += ", \"tokens_seen\": " + std::to_string(m.tokens_seen);
   if (m.val_loss >= 0) s += ", \"val_loss\": " + num(m.val_loss);
+  double fwd = 0, bwd = 0;
+  for (const auto& [phase, ms] : m.breakdown_ms) {
+    if (phase.size() > 4 && phase.compare(phase.size() - 4, 4, "_fwd") == 0) fwd += ms;
+    if (phase.size() > 4 && phase.compare(phase.size() - 4, 4, "_bwd") == 0) bwd += ms;
+  }
+  s += ", \"forward_ms\": " + num(fwd) + ", \"backward_ms\": " + num(bwd);
   s += ", \"breakdown_ms\": {";
   for (size_t i = 0; i < m.breakdown_ms.size(); ++i)
     s += (i ? ", \"" : "\"") + m.breakdown_ms[i].first + "\": " + num(m.breakdown_ms[i].second);
