@@ -3,29 +3,33 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "core/profiler.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/moe_order.h"
 #include "kernels/router.h"
-#include "kernels/swiglu.h"
 
 namespace moe {
 
+MoeGroups::MoeGroups(Communicator* one_rank) : tokens(one_rank), ep(one_rank) {
+  MOE_CHECK(one_rank->size() == 1, "MoeGroups from one communicator needs a one-rank group, got "
+                                       << one_rank->size() << " ranks");
+}
+
 MoeLayer::MoeLayer(ParamStore& store, const std::string& prefix, const ModelConfig& cfg, int num_layers_for_init,
-                   Communicator* dp_comm)
+                   MoeGroups groups)
     : cfg_(cfg.moe),
       D_(cfg.d_model),
       E_(cfg.moe.num_experts),
       K_(cfg.moe.top_k),
       Fe_(cfg.moe.expert_hidden),
-      dp_comm_(dp_comm),
+      groups_(groups),
       router_(store.add(prefix + "/router/weight", {E_, D_}, Init::Normal, cfg.init_std)),
-      w1_(store.add(prefix + "/experts/w1", {E_, Fe_, D_}, Init::Normal, cfg.init_std)),
-      w3_(store.add(prefix + "/experts/w3", {E_, Fe_, D_}, Init::Normal, cfg.init_std)),
-      w2_(store.add(prefix + "/experts/w2", {E_, D_, Fe_}, Init::Normal,
-                    cfg.init_std / std::sqrt(2.0 * num_layers_for_init))),
+      experts_(store, prefix + "/experts", E_, E_ / groups.ep->size(), (E_ / groups.ep->size()) * groups.ep->rank(),
+               D_, Fe_, cfg.init_std, cfg.init_std / std::sqrt(2.0 * num_layers_for_init)),
       step_counts_(E_, 0) {
+  if (groups.ep->size() > 1) dispatcher_ = std::make_unique<TokenDispatcher>(groups.ep, E_, D_);
   if (cfg_.router.bias_update_rate > 0) bias_ = &store.add_buffer(prefix + "/router/expert_bias", {E_}).value;
   if (cfg_.num_shared_experts > 0) {
     int64_t Fs = int64_t(cfg_.num_shared_experts) * cfg_.shared_expert_hidden;
@@ -67,18 +71,18 @@ MoeAux MoeLayer::forward(const float* a, float* y, int64_t B, int64_t S, bool tr
     rows_ = moe_order(idx_.data(), T, K_, E_, capacity, counts.data(), offsets_.data(), slot_.data(),
                       row_token_.data());
     xs_.resize({rows_, D_});
-    g_.resize({rows_, Fe_});
-    u_.resize({rows_, Fe_});
-    h_.resize({rows_, Fe_});
     ye_.resize({rows_, D_});
     moe_gather(a, row_token_.data(), rows_, D_, xs_.data());
-    gemm_grouped_rows(E_, offsets_.data(), true, Fe_, D_, 1.0f, xs_.data(), D_, w1_.value.data(), Fe_ * D_, D_, 0.0f,
-                      g_.data(), Fe_);
-    gemm_grouped_rows(E_, offsets_.data(), true, Fe_, D_, 1.0f, xs_.data(), D_, w3_.value.data(), Fe_ * D_, D_, 0.0f,
-                      u_.data(), Fe_);
-    swiglu_forward(g_.data(), u_.data(), h_.data(), rows_ * Fe_);
-    gemm_grouped_rows(E_, offsets_.data(), true, D_, Fe_, 1.0f, h_.data(), Fe_, w2_.value.data(), D_ * Fe_, Fe_, 0.0f,
-                      ye_.data(), D_);
+    if (dispatcher_) {
+      dispatcher_->plan(offsets_.data());
+      xl_.resize({dispatcher_->local_rows(), D_});
+      yl_.resize({dispatcher_->local_rows(), D_});
+      dispatcher_->dispatch(xs_.data(), xl_.data());
+      experts_.forward(xl_.data(), dispatcher_->local_offsets(), yl_.data());
+      dispatcher_->combine(yl_.data(), ye_.data());
+    } else {
+      experts_.forward(xs_.data(), offsets_.data(), ye_.data());
+    }
     moe_unorder_forward(ye_.data(), slot_.data(), weights_.data(), T, K_, D_, y);
   }
   if (shared_) {
@@ -93,8 +97,8 @@ MoeAux MoeLayer::forward(const float* a, float* y, int64_t B, int64_t S, bool tr
 void MoeLayer::balancing_losses(int64_t B, int64_t S, float grad_scale, MoeAux& aux) {
   const int64_t T = B * S;
   std::vector<int64_t> global_counts(counts_);
-  int64_t global_tokens = T * dp_comm_->size();
-  dp_comm_->all_reduce_sum(global_counts.data(), E_);
+  int64_t global_tokens = T * groups_.tokens->size();
+  groups_.tokens->all_reduce_sum(global_counts.data(), E_);
   for (int64_t e = 0; e < E_; ++e) step_counts_[e] += global_counts[e];
   step_tokens_ += global_tokens;
 
@@ -150,18 +154,15 @@ void MoeLayer::backward(const float* dy, float* da) {
     dweights_.resize({T, K_});
     // Unorder: dye (in place of ye) and routing-weight gradients.
     moe_unorder_backward(dy, ye_.data(), slot_.data(), weights_.data(), T, K_, D_, ye_.data(), dweights_.data());
-    float* dye = ye_.data();
-    gemm_grouped_weight_grad(E_, offsets_.data(), D_, Fe_, dye, D_, h_.data(), Fe_, w2_.grad.data(), D_ * Fe_);
-    gemm_grouped_rows(E_, offsets_.data(), false, Fe_, D_, 1.0f, dye, D_, w2_.value.data(), D_ * Fe_, Fe_, 0.0f,
-                      h_.data(), Fe_);
-    swiglu_backward(g_.data(), u_.data(), h_.data(), g_.data(), u_.data(), rows_ * Fe_);
-    gemm_grouped_weight_grad(E_, offsets_.data(), Fe_, D_, g_.data(), Fe_, xs_.data(), D_, w1_.grad.data(), Fe_ * D_);
-    gemm_grouped_weight_grad(E_, offsets_.data(), Fe_, D_, u_.data(), Fe_, xs_.data(), D_, w3_.grad.data(), Fe_ * D_);
-    // dxs (in place of xs) = dg W1 + du W3, then back to token order.
-    gemm_grouped_rows(E_, offsets_.data(), false, D_, Fe_, 1.0f, g_.data(), Fe_, w1_.value.data(), Fe_ * D_, D_, 0.0f,
-                      xs_.data(), D_);
-    gemm_grouped_rows(E_, offsets_.data(), false, D_, Fe_, 1.0f, u_.data(), Fe_, w3_.value.data(), Fe_ * D_, D_, 1.0f,
-                      xs_.data(), D_);
+    // Expert backward: dye (in ye_) -> dxs (in place of xs_), through the dispatcher when ep > 1
+    // (the backward of combine is dispatch and vice versa).
+    if (dispatcher_) {
+      dispatcher_->dispatch(ye_.data(), yl_.data());
+      experts_.backward(yl_.data(), xl_.data());
+      dispatcher_->combine(xl_.data(), xs_.data());
+    } else {
+      experts_.backward(ye_.data(), xs_.data());
+    }
     moe_gather_backward(xs_.data(), slot_.data(), T, K_, D_, da);
   }
   {

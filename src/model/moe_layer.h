@@ -1,7 +1,8 @@
 // MoE feed-forward layer as stages: Gate (router) -> Order -> Expert (grouped SwiGLU) -> Unorder,
 // plus the always-active shared experts. Computes the load-balancing loss (lbl_scope micro, global,
 // seq) and z-loss of SPEC section 1, and owns the expert bias of aux-loss-free balancing.
-// On one rank Dispatch/Combine are the identity; issue 3 inserts them between Order and Expert.
+// Under expert parallelism (ep > 1) Dispatch / Combine (TokenDispatcher) move the ordered rows to
+// the ranks holding their experts and back; with ep = 1 they are skipped.
 #pragma once
 #include <memory>
 #include <string>
@@ -9,11 +10,23 @@
 
 #include "core/config.h"
 #include "core/tensor.h"
+#include "model/grouped_experts.h"
 #include "model/params.h"
 #include "model/swiglu_layer.h"
 #include "parallel/communicator.h"
+#include "parallel/token_dispatcher.h"
 
 namespace moe {
+
+// The groups an MoE layer talks to. tokens: every rank holding distinct tokens (the data-parallel
+// group of the MoE layers), over which lbl_scope=global counts and expert loads are summed.
+// ep: the expert-parallel group, over which the experts are split. On one rank both are size 1.
+struct MoeGroups {
+  Communicator* tokens = nullptr;
+  Communicator* ep = nullptr;
+  MoeGroups(Communicator* tokens_group, Communicator* ep_group) : tokens(tokens_group), ep(ep_group) {}
+  MoeGroups(Communicator* one_rank);  // NOLINT: implicit for single-rank use; checks size() == 1
+};
 
 struct MoeAux {
   double lbl = 0.0;  // load-balancing loss of this micro-batch (coefficient included)
@@ -22,9 +35,8 @@ struct MoeAux {
 
 class MoeLayer {
  public:
-  // dp_comm: the data-parallel group over which lbl_scope=global and the expert loads are summed.
   MoeLayer(ParamStore& store, const std::string& prefix, const ModelConfig& cfg, int num_layers_for_init,
-           Communicator* dp_comm);
+           MoeGroups groups);
   // a: [B*S, D] (kept until backward); y: [B*S, D] assigned. In training mode the aux losses and
   // their gradients (already scaled by grad_scale) are computed and the step's loads accumulated.
   MoeAux forward(const float* a, float* y, int64_t B, int64_t S, bool training, float grad_scale);
@@ -40,11 +52,10 @@ class MoeLayer {
 
   const MoeConfig cfg_;
   int64_t D_, E_, K_, Fe_;
-  Communicator* dp_comm_;
-  Param& router_;   // [E, D]
-  Param& w1_;       // [E, Fe, D]
-  Param& w3_;       // [E, Fe, D]
-  Param& w2_;       // [E, D, Fe]
+  MoeGroups groups_;
+  Param& router_;           // [E, D]
+  GroupedExperts experts_;  // this rank's E / ep experts
+  std::unique_ptr<TokenDispatcher> dispatcher_;  // when ep > 1
   Tensor* bias_ = nullptr;  // [E] expert bias, when bias balancing is on
   std::unique_ptr<SwiGluLayer> shared_;
 
@@ -54,7 +65,8 @@ class MoeLayer {
   Tensor logits_, scores_, probs_, lse_, weights_;  // [T, E] x3, [T], [T, k]
   std::vector<int32_t> idx_, row_token_;            // [T, k], [rows]
   std::vector<int64_t> slot_, offsets_, counts_;    // [T, k], [E + 1], [E]
-  Tensor xs_, g_, u_, h_, ye_;                      // [rows, D], [rows, Fe] x3, [rows, D]
+  Tensor xs_, ye_;                                  // [rows, D] in expert order (this rank's tokens)
+  Tensor xl_, yl_;                                  // [local rows, D] after dispatch (ep > 1)
   Tensor dprobs_, dlse_, dweights_, dlogits_, shared_out_;
   bool has_dprobs_ = false, has_dlse_ = false;
 

@@ -4,6 +4,8 @@
 #include "core/error.h"
 #include "core/rng.h"
 
+#include <algorithm>
+
 namespace moe {
 
 Param& ParamStore::add(const std::string& name, const Shape& shape, Init init, double init_std) {
@@ -14,8 +16,22 @@ Param& ParamStore::add(const std::string& name, const Shape& shape, Init init, d
   p.grad = Tensor::zeros(shape);
   p.init = init;
   p.init_std = init_std;
+  p.full_shape = shape;
   params_.push_back(std::move(p));
   return params_.back();
+}
+
+Param& ParamStore::add_expert(const std::string& name, const Shape& full_shape, int64_t dim0, int64_t dim0_offset,
+                              Init init, double init_std) {
+  MOE_CHECK(dim0_offset >= 0 && dim0_offset + dim0 <= full_shape.at(0),
+            "expert shard of '" << name << "' outside " << shape_str(full_shape));
+  Shape local = full_shape;
+  local[0] = dim0;
+  Param& p = add(name, local, init, init_std);
+  p.full_shape = full_shape;
+  p.dim0_offset = dim0_offset;
+  p.expert = true;
+  return p;
 }
 
 Buffer& ParamStore::add_buffer(const std::string& name, const Shape& shape) {
@@ -56,9 +72,11 @@ void ParamStore::initialize(uint64_t seed) {
     } else if (p.init == Init::Zeros) {
       p.value.zero();
     } else {
+      // Element i of this rank's rows is element first + i of the logical tensor.
       CounterRng rng(seed, p.name);
+      const uint64_t first = uint64_t(p.dim0_offset * (n / std::max<int64_t>(1, p.value.dim(0))));
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i) v[i] = float(p.init_std * rng.normal(uint64_t(i)));
+      for (int64_t i = 0; i < n; ++i) v[i] = float(p.init_std * rng.normal(first + uint64_t(i)));
     }
   }
   for (auto& b : buffers_) b.value.zero();

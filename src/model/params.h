@@ -14,11 +14,15 @@ enum class Init { Normal, Ones, Zeros };
 
 struct Param {
   std::string name;  // e.g. "layers/0/attn/wq"; SPEC path under /model and /optim/exp_avg
-  Tensor value;
+  Tensor value;      // this rank's part: the whole tensor, or rows [dim0_offset, +dim0) of it
   Tensor grad;
   Init init = Init::Normal;
   double init_std = 0.0;
+  Shape full_shape;         // the logical (SPEC, checkpoint) shape
+  int64_t dim0_offset = 0;  // where this rank's rows start along dimension 0
+  bool expert = false;      // an expert weight: sharded over the expert-parallel group
   bool decay() const { return value.rank() >= 2; }  // AdamW decays parameters of rank >= 2 only
+  bool sharded() const { return full_shape != value.shape(); }
 };
 
 struct Buffer {
@@ -29,6 +33,10 @@ struct Buffer {
 class ParamStore {
  public:
   Param& add(const std::string& name, const Shape& shape, Init init, double init_std = 0.0);
+  // An expert weight of logical shape full_shape of which this rank holds rows
+  // [dim0_offset, dim0_offset + dim0) along dimension 0.
+  Param& add_expert(const std::string& name, const Shape& full_shape, int64_t dim0, int64_t dim0_offset, Init init,
+                    double init_std);
   Buffer& add_buffer(const std::string& name, const Shape& shape);  // zero-initialised
 
   std::vector<Param*> params();

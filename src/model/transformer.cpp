@@ -12,13 +12,13 @@ namespace moe {
 
 static std::string layer_prefix(int l) { return "layers/" + std::to_string(l); }
 
-TransformerBlock::TransformerBlock(ParamStore& store, int layer, const ModelConfig& cfg, Communicator* dp_comm)
+TransformerBlock::TransformerBlock(ParamStore& store, int layer, const ModelConfig& cfg, MoeGroups groups)
     : D_(cfg.d_model),
       attn_norm_(store, layer_prefix(layer) + "/attn_norm", cfg.d_model, float(cfg.norm_eps)),
       ffn_norm_(store, layer_prefix(layer) + "/ffn_norm", cfg.d_model, float(cfg.norm_eps)),
       attn_(store, layer_prefix(layer) + "/attn", cfg, cfg.n_layers) {
   if (cfg.is_moe_layer(layer)) {
-    moe_ = std::make_unique<MoeLayer>(store, layer_prefix(layer) + "/moe", cfg, cfg.n_layers, dp_comm);
+    moe_ = std::make_unique<MoeLayer>(store, layer_prefix(layer) + "/moe", cfg, cfg.n_layers, groups);
   } else {
     dense_ = std::make_unique<SwiGluLayer>(store, layer_prefix(layer) + "/ffn", cfg.d_model, cfg.ffn_hidden,
                                            cfg.init_std, cfg.init_std / std::sqrt(2.0 * cfg.n_layers),
@@ -69,9 +69,9 @@ void TransformerBlock::backward(float* dout, float* dx) {
   add(dout, dtmp_.data(), dx, n);
 }
 
-Transformer::Transformer(const ModelConfig& cfg, Communicator* dp_comm) : cfg_(cfg) {
+Transformer::Transformer(const ModelConfig& cfg, MoeGroups groups) : cfg_(cfg) {
   embed_ = &store_.add("embed/weight", {cfg.vocab_size, cfg.d_model}, Init::Normal, cfg.init_std);
-  for (int l = 0; l < cfg.n_layers; ++l) blocks_.push_back(std::make_unique<TransformerBlock>(store_, l, cfg, dp_comm));
+  for (int l = 0; l < cfg.n_layers; ++l) blocks_.push_back(std::make_unique<TransformerBlock>(store_, l, cfg, groups));
   final_norm_ = std::make_unique<RmsNormLayer>(store_, "final_norm", cfg.d_model, float(cfg.norm_eps));
   lm_weight_ = cfg.tie_embeddings
                    ? embed_

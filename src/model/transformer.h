@@ -23,7 +23,7 @@ struct MicroBatchLoss {
 
 class TransformerBlock {
  public:
-  TransformerBlock(ParamStore& store, int layer, const ModelConfig& cfg, Communicator* dp_comm);
+  TransformerBlock(ParamStore& store, int layer, const ModelConfig& cfg, MoeGroups groups);
   // x: [T, D] block input (kept until backward); out: [T, D]. Returns the block's aux losses.
   MoeAux forward(const float* x, float* out, int64_t B, int64_t S, bool training, float grad_scale);
   // dout: [T, D] -> dx: [T, D] (assigned; may alias dout).
@@ -42,7 +42,7 @@ class TransformerBlock {
 
 class Transformer {
  public:
-  Transformer(const ModelConfig& cfg, Communicator* dp_comm);
+  Transformer(const ModelConfig& cfg, MoeGroups groups);
   ParamStore& params() { return store_; }
   const ModelConfig& config() const { return cfg_; }
 

@@ -7,6 +7,13 @@
 
 namespace moe {
 
+// A started non-blocking collective. wait() blocks until it completes; the destructor waits too.
+class PendingOp {
+ public:
+  virtual ~PendingOp() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -24,6 +31,10 @@ class Communicator {
   // Rank r sends send_counts[r] floats (consecutive, in rank order) and receives recv_counts[r].
   virtual void all_to_all_v(const float* send, const int64_t* send_counts, float* recv,
                             const int64_t* recv_counts) = 0;
+  // Fixed-size exchange: block r of send (n elements) goes to rank r; recv block r came from rank r.
+  virtual void all_to_all(const int64_t* send, int64_t* recv, int64_t n) = 0;
+  // Starts an in-place sum all-reduce; the data must not be touched until wait() returns.
+  virtual std::unique_ptr<class PendingOp> all_reduce_sum_async(float* data, int64_t n) = 0;
   virtual void barrier() = 0;
   // Ranks with the same color form a group, ordered by key (MPI_Comm_split semantics).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
@@ -33,5 +44,8 @@ class Communicator {
 
 // The one-rank communicator: every collective is the identity.
 std::unique_ptr<Communicator> make_local_communicator();
+
+// The communicator over MPI_COMM_WORLD (MPI must be initialised). Defined in mpi_communicator.cpp.
+std::unique_ptr<Communicator> make_mpi_world_communicator();
 
 }  // namespace moe

@@ -1,0 +1,120 @@
+// MpiCommunicator: the Communicator over an MPI communicator (Open MPI from Debian). Groups come
+// from MPI_Comm_split. Non-blocking all-reduce uses MPI_Iallreduce and completes in wait().
+#include <mpi.h>
+
+#include <vector>
+
+#include "core/error.h"
+#include "parallel/communicator.h"
+
+namespace moe {
+namespace {
+
+void check_mpi(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  MOE_THROW("MPI " << what << " failed: " << std::string(msg, len));
+}
+
+class MpiPending final : public PendingOp {
+ public:
+  explicit MpiPending(MPI_Request r) : request_(r) {}
+  ~MpiPending() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  void wait() override { check_mpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), "wait"); }
+
+ private:
+  MPI_Request request_;
+};
+
+// MPI counts are int; every buffer here is far below 2^31 elements, checked anyway.
+int as_count(int64_t n) {
+  MOE_CHECK(n >= 0 && n <= int64_t(0x7fffffff), "MPI message of " << n << " elements exceeds the int count limit");
+  return int(n);
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiCommunicator() override {
+    if (owned_) MPI_Comm_free(&comm_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void all_reduce_sum(float* data, int64_t n) override {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_SUM, comm_), "all_reduce");
+  }
+  void all_reduce_sum(double* data, int64_t n) override {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_DOUBLE, MPI_SUM, comm_), "all_reduce");
+  }
+  void all_reduce_sum(int64_t* data, int64_t n) override {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_INT64_T, MPI_SUM, comm_), "all_reduce");
+  }
+  std::unique_ptr<PendingOp> all_reduce_sum_async(float* data, int64_t n) override {
+    MPI_Request r;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_SUM, comm_, &r), "iallreduce");
+    return std::make_unique<MpiPending>(r);
+  }
+  void broadcast(void* data, int64_t bytes, int root) override {
+    check_mpi(MPI_Bcast(data, as_count(bytes), MPI_BYTE, root, comm_), "broadcast");
+  }
+  void all_gather(const float* in, float* out, int64_t n) override {
+    check_mpi(MPI_Allgather(in == out + rank_ * n ? MPI_IN_PLACE : in, as_count(n), MPI_FLOAT, out, as_count(n),
+                            MPI_FLOAT, comm_),
+              "all_gather");
+  }
+  void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
+    check_mpi(MPI_Reduce_scatter_block(in, out, as_count(n), MPI_FLOAT, MPI_SUM, comm_), "reduce_scatter");
+  }
+  void all_to_all_v(const float* send, const int64_t* send_counts, float* recv, const int64_t* recv_counts) override {
+    std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+    int64_t so = 0, ro = 0;
+    for (int r = 0; r < size_; ++r) {
+      sc[r] = as_count(send_counts[r]);
+      rc[r] = as_count(recv_counts[r]);
+      sd[r] = as_count(so);
+      rd[r] = as_count(ro);
+      so += send_counts[r];
+      ro += recv_counts[r];
+    }
+    check_mpi(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_FLOAT, recv, rc.data(), rd.data(), MPI_FLOAT, comm_),
+              "all_to_all_v");
+  }
+  void all_to_all(const int64_t* send, int64_t* recv, int64_t n) override {
+    check_mpi(MPI_Alltoall(send, as_count(n), MPI_INT64_T, recv, as_count(n), MPI_INT64_T, comm_), "all_to_all");
+  }
+  void barrier() override { check_mpi(MPI_Barrier(comm_), "barrier"); }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm sub;
+    check_mpi(MPI_Comm_split(comm_, color, key, &sub), "comm_split");
+    return std::make_unique<MpiCommunicator>(sub, true);
+  }
+  [[noreturn]] void abort(int code) override {
+    MPI_Abort(comm_, code);
+    std::abort();
+  }
+
+ private:
+  MPI_Comm comm_;
+  bool owned_;
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_world_communicator() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  MOE_CHECK(initialized, "MPI is not initialised (call MPI_Init first)");
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false);
+}
+
+}  // namespace moe

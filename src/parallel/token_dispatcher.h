@@ -1,0 +1,41 @@
+// Dispatch / Combine stages of the MoE layer under expert parallelism: moves expert-ordered token
+// rows to the ranks of the expert-parallel group that hold each expert (all-to-all-v, counts
+// exchanged first) and back. Rank p of the group holds experts [p * E_local, (p + 1) * E_local).
+// Collective over the ep group: every rank calls plan/dispatch/combine the same number of times,
+// whether or not it has rows for anybody.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "parallel/communicator.h"
+
+namespace moe {
+
+class TokenDispatcher {
+ public:
+  TokenDispatcher(Communicator* ep, int64_t num_experts, int64_t row_width);
+  // offsets: [E + 1] rows per (global) expert of this rank's expert-ordered rows. Exchanges counts.
+  void plan(const int64_t* offsets);
+  int64_t local_rows() const { return local_offsets_.back(); }
+  // [E_local + 1]: rows per local expert after dispatch (grouped by expert, then by source rank).
+  const int64_t* local_offsets() const { return local_offsets_.data(); }
+
+  // in: this rank's rows [offsets[E], D] -> out: [local_rows, D] grouped by local expert.
+  void dispatch(const float* in, float* out);
+  // The reverse: in [local_rows, D] grouped by local expert -> out: this rank's rows, in order.
+  // (The backward of dispatch is combine and vice versa.)
+  void combine(const float* in, float* out);
+
+ private:
+  // Copies blocks between (source, expert) order and (expert, source) order.
+  void permute(const float* in, float* out, bool to_expert_major);
+
+  Communicator* ep_;
+  int64_t P_, E_, El_, D_;
+  std::vector<int64_t> send_cnt_, recv_cnt_;  // [P * El] rows
+  std::vector<int64_t> send_elems_, recv_elems_;  // [P] floats per peer
+  std::vector<int64_t> local_offsets_;            // [El + 1]
+  std::vector<float> staging_;
+};
+
+}  // namespace moe
