@@ -69,8 +69,6 @@ void Config::finalize(int world_size, bool need_data) {
   RULE(p.expert_sharding == "ep" || p.expert_sharding == "fssdp", "parallel.expert_sharding",
        "must be ep or fssdp, got '" << p.expert_sharding << "'");
   RULE(p.zero == 0 || p.zero == 1, "parallel.zero", "must be 0 or 1, got " << p.zero);
-  RULE(world_size == 1 || (p.tp == 1 && p.ep == 1 && p.zero == 0 && p.expert_sharding == "ep"),
-       "parallel", "layouts other than plain data parallelism need the MPI communicator, not built yet");
   if (e.num_experts > 0)
     RULE(e.num_experts % p.ep == 0, "model.moe.num_experts",
          "(" << e.num_experts << ") must be divisible by parallel.ep (" << p.ep << ")");

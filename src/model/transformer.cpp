@@ -107,7 +107,10 @@ MicroBatchLoss Transformer::forward_backward(const int32_t* tokens, const int32_
 
   dtmp_.resize({T, D});
   final_norm_->backward(dh_.data(), dtmp_.data());
-  for (int64_t l = L - 1; l >= 0; --l) blocks_[l]->backward(dtmp_.data(), dtmp_.data());
+  for (int64_t l = L - 1; l >= 0; --l) {
+    blocks_[l]->backward(dtmp_.data(), dtmp_.data());
+    if (layer_backward_hook_) layer_backward_hook_(int(l));
+  }
   ScopedPhase phase("embedding_bwd");
   embedding_backward(tokens, dtmp_.data(), embed_->grad.data(), T, D);
   return loss;

@@ -1,6 +1,7 @@
 // Decoder-only transformer of SPEC section 1: embedding, blocks (attention + dense SwiGLU or MoE),
 // final RMSNorm and LM head with cross-entropy. Hand-written forward and backward.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -52,6 +53,9 @@ class Transformer {
                                   bool training, float grad_scale);
   // After the optimizer step: expert-bias updates, per-step statistics reset.
   void end_step();
+  // Called with the layer index right after that layer's backward (for bucketed gradient sync);
+  // an empty function turns it off.
+  void set_layer_backward_hook(std::function<void(int)> hook) { layer_backward_hook_ = std::move(hook); }
   // Per MoE layer (index into layers): tokens per expert this step (global over dp).
   std::vector<std::pair<int, std::vector<int64_t>>> expert_loads() const;
 
@@ -68,6 +72,7 @@ class Transformer {
   std::unique_ptr<LmHead> lm_head_;
   std::vector<Tensor> acts_;  // residual stream: input of block l, l = 0..L
   Tensor hf_, dh_, dtmp_;
+  std::function<void(int)> layer_backward_hook_;
 };
 
 }  // namespace moe

@@ -49,36 +49,55 @@ std::optional<std::string> find_latest_checkpoint(const std::string& dir) {
   return all.back().second;
 }
 
+// A tensor at its full logical shape: the local tensor itself, or the expert shards gathered over ep.
+static Tensor full_tensor(const Param& p, const Tensor& local, Communicator* ep) {
+  if (!p.sharded()) return local;
+  MOE_CHECK(ep != nullptr && ep->size() * local.dim(0) == p.full_shape[0],
+            "parameter '" << p.name << "' is sharded but no matching expert-parallel group was given");
+  Tensor full = Tensor::empty(p.full_shape);
+  ep->all_gather(local.data(), full.data(), local.numel());
+  return full;
+}
+
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            const AdamW* optim, int keep) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  MOE_CHECK(!ec, "checkpoint.dir '" << dir << "' cannot be created: " << ec.message());
+                            const AdamW* optim, int keep, Communicator* ep, bool writer) {
   const std::string final_path = checkpoint_path(dir, meta.step);
   const std::string tmp_path = final_path + ".tmp";
-  {
-    H5File f = H5File::create(tmp_path);
-    f.set_attr("/", "format", std::string(kCheckpointFormat));
-    f.set_attr("/", "version", kCheckpointVersion);
-    f.set_attr("/", "step", meta.step);
-    f.set_attr("/", "tokens_seen", meta.tokens_seen);
-    f.set_attr("/", "consumed_samples", meta.consumed_samples);
-    f.set_attr("/", "config", meta.config_yaml);
-    for (Param* p : params.params()) f.write_floats("/model/" + p->name, p->value.shape(), p->value.data());
-    for (Buffer* b : params.buffers()) f.write_floats("/model/" + b->name, b->value.shape(), b->value.data());
-    if (optim) {
-      const auto& ps = optim->params();
-      auto& m = const_cast<AdamW*>(optim)->exp_avg();
-      auto& v = const_cast<AdamW*>(optim)->exp_avg_sq();
-      for (size_t i = 0; i < ps.size(); ++i) {
-        f.write_floats("/optim/exp_avg/" + ps[i]->name, m[i].shape(), m[i].data());
-        f.write_floats("/optim/exp_avg_sq/" + ps[i]->name, v[i].shape(), v[i].data());
-      }
-      f.set_attr("/optim", "step", optim->step_count());
-    }
-    f.close();
+  std::optional<H5File> f;
+  if (writer) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    MOE_CHECK(!ec, "checkpoint.dir '" << dir << "' cannot be created: " << ec.message());
+    f.emplace(H5File::create(tmp_path));
+    f->set_attr("/", "format", std::string(kCheckpointFormat));
+    f->set_attr("/", "version", kCheckpointVersion);
+    f->set_attr("/", "step", meta.step);
+    f->set_attr("/", "tokens_seen", meta.tokens_seen);
+    f->set_attr("/", "consumed_samples", meta.consumed_samples);
+    f->set_attr("/", "config", meta.config_yaml);
   }
+  // Every rank walks the same tensors in the same order: the gathers are collective.
+  auto put = [&](const std::string& path, const Param& p, const Tensor& local) {
+    Tensor full = full_tensor(p, local, ep);
+    if (f) f->write_floats(path, full.shape(), full.data());
+  };
+  for (Param* p : params.params()) put("/model/" + p->name, *p, p->value);
+  if (f)
+    for (Buffer* b : params.buffers()) f->write_floats("/model/" + b->name, b->value.shape(), b->value.data());
+  if (optim) {
+    const auto& ps = optim->params();
+    auto& m = const_cast<AdamW*>(optim)->exp_avg();
+    auto& v = const_cast<AdamW*>(optim)->exp_avg_sq();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      put("/optim/exp_avg/" + ps[i]->name, *ps[i], m[i]);
+      put("/optim/exp_avg_sq/" + ps[i]->name, *ps[i], v[i]);
+    }
+    if (f) f->set_attr("/optim", "step", optim->step_count());
+  }
+  if (!f) return final_path;
+  f->close();
   fsync_path(tmp_path, false);
+  std::error_code ec;
   fs::rename(tmp_path, final_path, ec);
   MOE_CHECK(!ec, "checkpoint '" << final_path << "': rename from temporary failed: " << ec.message());
   fsync_path(dir, true);
@@ -110,7 +129,7 @@ CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, Adam
   meta.config_yaml = f.get_string_attr("/", "config").value_or("");
 
   // Validate everything before touching the model.
-  for (Param* p : params.params()) check_shape(f, "/model/" + p->name, p->value.shape());
+  for (Param* p : params.params()) check_shape(f, "/model/" + p->name, p->full_shape);
   for (Buffer* b : params.buffers()) {
     std::string bp = "/model/" + b->name;
     if (optim || f.exists(bp)) check_shape(f, bp, b->value.shape());
@@ -119,17 +138,23 @@ CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, Adam
     MOE_CHECK(f.get_int_attr("/optim", "step").has_value(),
               "checkpoint '" << path << "': /optim has no 'step' attribute (a model-only file: use init_from)");
     for (Param* p : params.params()) {
-      check_shape(f, "/optim/exp_avg/" + p->name, p->value.shape());
-      check_shape(f, "/optim/exp_avg_sq/" + p->name, p->value.shape());
+      check_shape(f, "/optim/exp_avg/" + p->name, p->full_shape);
+      check_shape(f, "/optim/exp_avg_sq/" + p->name, p->full_shape);
     }
   }
 
-  // Read into scratch first so a corrupt dataset leaves the model untouched.
+  // Read into scratch first so a corrupt dataset leaves the model untouched. A shard reads its rows.
+  auto read = [&](const std::string& path, const Param& p) {
+    Tensor t = Tensor::empty(p.value.shape());
+    if (p.sharded()) {
+      f.read_floats_rows(path, p.dim0_offset, p.value.dim(0), t.data());
+    } else {
+      f.read_floats(path, t.data());
+    }
+    return t;
+  };
   std::vector<Tensor> values;
-  for (Param* p : params.params()) {
-    values.push_back(Tensor::empty(p->value.shape()));
-    f.read_floats("/model/" + p->name, values.back().data());
-  }
+  for (Param* p : params.params()) values.push_back(read("/model/" + p->name, *p));
   std::vector<Tensor> bufs;
   for (Buffer* b : params.buffers()) {
     bufs.push_back(Tensor::zeros(b->value.shape()));
@@ -138,10 +163,8 @@ CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, Adam
   std::vector<Tensor> ms, vs;
   if (optim) {
     for (Param* p : params.params()) {
-      ms.push_back(Tensor::empty(p->value.shape()));
-      vs.push_back(Tensor::empty(p->value.shape()));
-      f.read_floats("/optim/exp_avg/" + p->name, ms.back().data());
-      f.read_floats("/optim/exp_avg_sq/" + p->name, vs.back().data());
+      ms.push_back(read("/optim/exp_avg/" + p->name, *p));
+      vs.push_back(read("/optim/exp_avg_sq/" + p->name, *p));
     }
   }
   auto ps = params.params();

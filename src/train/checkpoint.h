@@ -8,6 +8,7 @@
 
 #include "model/params.h"
 #include "optim/adamw.h"
+#include "parallel/communicator.h"
 
 namespace moe {
 
@@ -23,16 +24,19 @@ struct CheckpointMeta {
 
 std::string checkpoint_path(const std::string& dir, int64_t step);  // <dir>/step_00000012.h5
 
-// Writes the model (parameters and buffers) and, when optim is non-null, the AdamW moments.
-// Returns the final path. Deletes all but the `keep` newest step files afterwards.
+// Writes the model (parameters and buffers) and, when optim is non-null, the AdamW moments, every
+// tensor at its full logical shape. Collective over `ep` (expert shards are gathered over it; null
+// for one rank); only the rank with `writer` set writes. Returns the final path. Deletes all but the
+// `keep` newest step files afterwards.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            const AdamW* optim, int keep);
+                            const AdamW* optim, int keep, Communicator* ep = nullptr, bool writer = true);
 
 // Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& dir);
 
 // Loads /model into params; with optim non-null also /optim (resume), else model only (init_from:
-// buffers absent from the file stay zero). Throws naming the file and the first problem.
+// buffers absent from the file stay zero). Shapes are checked against the logical shapes; a
+// sharded parameter reads only its rows. Throws naming the file and the first problem.
 CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, AdamW* optim);
 
 }  // namespace moe

@@ -33,10 +33,11 @@ int main(int argc, char** argv) {
     cfg.finalize(1, /*need_data=*/false);
     const auto& t = cfg.train;
     auto comm = moe::make_local_communicator();
+    moe::ParallelGroups groups = moe::ParallelGroups::build(*comm, cfg);
     moe::Transformer model(cfg.model, comm.get());
     model.params().initialize(uint64_t(cfg.run.seed));
     moe::AdamW optim(cfg.optim, model.params().params());
-    moe::StepRunner runner(cfg, 1, model, optim);
+    moe::StepRunner runner(cfg, groups, model, optim);
     moe::CounterRng rng(uint64_t(cfg.run.seed), "bench-tokens");
     int64_t drawn = 0;
     auto fill = [&](int, int32_t* tokens, int32_t* targets) {

@@ -26,9 +26,7 @@ int main(int argc, char** argv) {
     } else {
       moe::Config cfg = moe::load_config(args.config_path, args.overrides);
       cfg.finalize(size);
-      MOE_CHECK(size == 1, "moe-train: " << size << " ranks requested, but this build trains on one rank only "
-                                         << "(the MPI communicator is not built yet); run without mpirun");
-      auto world = moe::make_local_communicator();
+      auto world = size > 1 ? moe::make_mpi_world_communicator() : moe::make_local_communicator();
       rc = moe::Trainer(cfg, *world).run();
     }
   } catch (const moe::Error& e) {

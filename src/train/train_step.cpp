@@ -10,12 +10,14 @@
 
 namespace moe {
 
-StepRunner::StepRunner(const Config& cfg, int world_size, Transformer& model, AdamW& optim)
+StepRunner::StepRunner(const Config& cfg, ParallelGroups& groups, Transformer& model, AdamW& optim)
     : cfg_(cfg),
+      groups_(groups),
       model_(model),
       optim_(optim),
-      accum_steps_(cfg.grad_accum_steps(world_size)),
-      dp_(cfg.dp(world_size)) {
+      sync_(model.params().params(), groups.dp.get(), groups.expert_dp.get()),
+      accum_steps_(cfg.grad_accum_steps(groups.world->size())),
+      dp_(groups.dp_size) {
   tokens_.resize(size_t(cfg.train.micro_batch) * cfg.train.seq_len);
   targets_.resize(tokens_.size());
 }
@@ -31,22 +33,43 @@ StepResult StepRunner::run(int64_t step, const BatchFiller& fill) {
       ScopedPhase phase("data");
       fill(m, tokens_.data(), targets_.data());
     }
+    const bool last = m + 1 == accum_steps_;
+    if (last && sync_.active()) model_.set_layer_backward_hook([this](int layer) { sync_.start_layer(layer); });
     MicroBatchLoss l = model_.forward_backward(tokens_.data(), targets_.data(), B, S, true, grad_scale);
+    if (last) model_.set_layer_backward_hook({});
     r.ce += l.ce / accum_steps_;
     r.aux += l.aux / accum_steps_;
+  }
+  sync_.finish();
+  if (dp_ > 1) {
+    double sums[2] = {r.ce, r.aux};
+    groups_.dp->all_reduce_sum(sums, 2);
+    r.ce = sums[0] / dp_;
+    r.aux = sums[1] / dp_;
   }
   r.loss = r.ce + r.aux;
   MOE_CHECK(std::isfinite(r.loss), "loss is not finite at step " << step + 1 << " (ce " << r.ce << ", aux " << r.aux
                                                                  << "): lower optim.lr or check the data");
   ScopedPhase phase("optimizer");
   auto params = model_.params().params();
-  r.grad_norm = global_grad_norm(params);
+  r.grad_norm = global_norm();
   clip_gradients(params, r.grad_norm, cfg_.train.grad_clip);
   r.lr = learning_rate(cfg_.optim, cfg_.train.steps, int(step + 1));
   optim_.step(r.lr);
   r.expert_load = model_.expert_loads();
   model_.end_step();
   return r;
+}
+
+// Dense gradients are identical on every rank after the sync and count once; expert gradients are
+// split over the expert-parallel group, so their squares are summed over it.
+double StepRunner::global_norm() {
+  std::vector<Param*> dense, expert;
+  for (Param* p : model_.params().params()) (p->expert ? expert : dense).push_back(p);
+  double d = global_grad_norm(dense), e = global_grad_norm(expert);
+  double sq = e * e;
+  groups_.ep->all_reduce_sum(&sq, 1);
+  return std::sqrt(d * d + sq);
 }
 
 }  // namespace moe

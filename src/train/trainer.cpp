@@ -1,6 +1,8 @@
 // Trainer loop.
 #include "train/trainer.h"
 
+#include "parallel/layout.h"
+
 #include <filesystem>
 #include <optional>
 
@@ -44,9 +46,11 @@ int Trainer::run() {
   log_info(strformat("[data] train %s: %lld tokens, %lld samples of %d", cfg_.data.train.c_str(),
                      (long long)train_file.num_tokens(), (long long)train_file.num_samples(), t.seq_len));
 
-  // ---- model and optimizer ----
-  auto dp_comm = world_.split(0, rank);
-  Transformer model(cfg_.model, dp_comm.get());
+  // ---- layout, model and optimizer ----
+  ParallelGroups groups = ParallelGroups::build(world_, cfg_);
+  log_info(strformat("[parallel] %d ranks: dp %d x tp %d, ep %d", world, groups.dp_size, groups.tp,
+                     cfg_.parallel.ep));
+  Transformer model(cfg_.model, MoeGroups(groups.dp.get(), groups.ep.get()));
   model.params().initialize(uint64_t(cfg_.run.seed));
   AdamW optim(cfg_.optim, model.params().params());
   log_info(strformat("[model] %lld parameters, %lld active matmul parameters per token",
@@ -77,12 +81,15 @@ int Trainer::run() {
   }
 
   // ---- loop ----
-  const int dp = cfg_.dp(world), dp_rank = rank / cfg_.parallel.tp;
+  const int dp = groups.dp_size, dp_rank = groups.dp_rank;
   Sampler sampler(train_file.num_samples(), t.global_batch, cfg_.data.shuffle, uint64_t(cfg_.run.seed));
-  StepRunner runner(cfg_, world, model, optim);
-  const double peak = measure_gemm_peak_gflops(0.5);
+  StepRunner runner(cfg_, groups, model, optim);
+  // Every rank measures its own peak at the same time (the contention training will see); MFU is
+  // against their sum.
+  double peak = measure_gemm_peak_gflops(0.5);
+  world_.all_reduce_sum(&peak, 1);
   const double flops_per_token = training_flops_per_token(cfg_.model, t.seq_len, model.active_matmul_params());
-  log_info(strformat("[trainer] fp32 GEMM peak %.1f GFLOP/s; %.1f MFLOP per token; steps %lld..%d",
+  log_info(strformat("[trainer] fp32 GEMM peak %.1f GFLOP/s (all ranks); %.1f MFLOP per token; steps %lld..%d",
                      peak, flops_per_token / 1e6, (long long)start_step + 1, t.steps));
   std::unique_ptr<MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<MetricsWriter>((fs::path(cfg_.run.out_dir) / "metrics.jsonl").string());
@@ -108,12 +115,13 @@ int Trainer::run() {
     sm.expert_load = std::move(r.expert_load);
     if (t.eval_every > 0 && (done % t.eval_every == 0 || done == t.steps)) {
       ScopedPhase phase("eval");
-      sm.val_loss = evaluate(model, *valid_file, cfg_);
+      sm.val_loss = evaluate(model, *valid_file, cfg_, *groups.dp);
     }
     if (cfg_.checkpoint.every > 0 && (done % cfg_.checkpoint.every == 0 || done == t.steps)) {
       ScopedPhase phase("checkpoint");
       CheckpointMeta meta{done, sm.tokens_seen, done * int64_t(t.global_batch), resolved};
-      std::string path = save_checkpoint(cfg_.checkpoint.dir, meta, model.params(), &optim, cfg_.checkpoint.keep);
+      std::string path = save_checkpoint(cfg_.checkpoint.dir, meta, model.params(), &optim, cfg_.checkpoint.keep,
+                                         groups.ep.get(), rank == 0);
       log_info("[checkpoint] saved " + path);
     }
     sm.step_ms = now_ms() - t0;
