@@ -27,6 +27,11 @@ std::vector<std::pair<std::string, double>> Profiler::take() {
   return out;
 }
 
+std::atomic<const char*>& Profiler::current_phase() {
+  static std::atomic<const char*> phase{""};
+  return phase;
+}
+
 double now_ms() {
   using clock = std::chrono::steady_clock;
   return std::chrono::duration<double, std::milli>(clock::now().time_since_epoch()).count();

@@ -2,6 +2,7 @@
 // must not nest (the trainer opens them around disjoint pieces of work), so they add up to the
 // step time; what no phase covers is reported as "other".
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <utility>
@@ -17,6 +18,8 @@ class Profiler {
   std::vector<std::pair<std::string, double>> take();
   void set_enabled(bool on) { enabled_ = on; }
   bool enabled() const { return enabled_; }
+  // The innermost phase running now on the main thread ("" outside any); read by the watchdog.
+  static std::atomic<const char*>& current_phase();
 
  private:
   std::vector<std::pair<std::string, double>> phases_;
@@ -27,13 +30,18 @@ double now_ms();
 
 class ScopedPhase {
  public:
-  explicit ScopedPhase(const char* phase) : phase_(phase), start_(now_ms()) {}
-  ~ScopedPhase() { Profiler::instance().add(phase_, now_ms() - start_); }
+  explicit ScopedPhase(const char* phase)
+      : phase_(phase), previous_(Profiler::current_phase().exchange(phase)), start_(now_ms()) {}
+  ~ScopedPhase() {
+    Profiler::instance().add(phase_, now_ms() - start_);
+    Profiler::current_phase() = previous_;
+  }
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;
 
  private:
   const char* phase_;
+  const char* previous_;
   double start_;
 };
 

@@ -19,6 +19,7 @@
 #include "train/metrics.h"
 #include "train/step_log.h"
 #include "train/train_step.h"
+#include "train/watchdog.h"
 
 namespace moe {
 namespace fs = std::filesystem;
@@ -95,9 +96,11 @@ int Trainer::run() {
   if (rank == 0) metrics = std::make_unique<MetricsWriter>((fs::path(cfg_.run.out_dir) / "metrics.jsonl").string());
   StepLog step_log(cfg_);
   Profiler::instance().take();
+  Watchdog watchdog(world_);
 
   for (int64_t step = start_step; step < t.steps; ++step) {
     const double t0 = now_ms();
+    watchdog.step_started(step);
     StepResult r = runner.run(step, [&](int m, int32_t* tokens, int32_t* targets) {
       auto samples = sampler.micro_batch(step, dp_rank, dp, m, t.micro_batch);
       for (size_t i = 0; i < samples.size(); ++i)
@@ -125,6 +128,7 @@ int Trainer::run() {
       log_info("[checkpoint] saved " + path);
     }
     sm.step_ms = now_ms() - t0;
+    watchdog.step_finished(sm.step_ms);
     sm.tokens_per_s = double(t.global_batch) * t.seq_len / (sm.step_ms / 1000.0);
     sm.mfu = flops_per_token * sm.tokens_per_s / (peak * 1e9);
     sm.breakdown_ms = Profiler::instance().take();
