@@ -40,7 +40,7 @@ TEST(Gemm, GroupedRowsAndWeightGradMatchPerGroupLoops) {
   const int64_t rows = offsets.back();
   auto A = random_vector(rows * K, 4), B = random_vector(G * N * K, 5);
   std::vector<float> C(rows * N, 0.0f), ref(rows * N, 0.0f);
-  gemm_grouped_rows(G, offsets.data(), true, N, K, 1.0f, A.data(), K, B.data(), N * K, K, 0.0f, C.data(), N);
+  gemm_grouped_rows(G, G, offsets.data(), true, N, K, 1.0f, A.data(), K, B.data(), N * K, K, 0.0f, C.data(), N);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t r = offsets[g]; r < offsets[g + 1]; ++r)
       for (int64_t j = 0; j < N; ++j) {
@@ -52,7 +52,7 @@ TEST(Gemm, GroupedRowsAndWeightGradMatchPerGroupLoops) {
 
   auto Y = random_vector(rows * N, 6);
   std::vector<float> W(G * K * N, 1.0f), Wref(G * K * N, 1.0f);
-  gemm_grouped_weight_grad(G, offsets.data(), K, N, A.data(), K, Y.data(), N, W.data(), K * N);
+  gemm_grouped_weight_grad(G, G, offsets.data(), K, N, A.data(), K, Y.data(), N, W.data(), K * N);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t a = 0; a < K; ++a)
       for (int64_t b = 0; b < N; ++b) {
@@ -61,6 +61,22 @@ TEST(Gemm, GroupedRowsAndWeightGradMatchPerGroupLoops) {
         Wref[g * K * N + a * N + b] = float(s);
       }
   EXPECT_LT(test::max_abs_diff(W.data(), Wref.data(), G * K * N), 1e-4);
+
+  // Two weights serving four groups (g uses weight g % 2), as after an expert-parallel dispatch.
+  std::vector<float> C2(rows * N), W2(2 * K * N, 0.0f), W2ref(2 * K * N, 0.0f);
+  gemm_grouped_rows(G, 2, offsets.data(), true, N, K, 1.0f, A.data(), K, B.data(), N * K, K, 0.0f, C2.data(), N);
+  gemm_grouped_weight_grad(G, 2, offsets.data(), K, N, A.data(), K, Y.data(), N, W2.data(), K * N);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t r = offsets[g]; r < offsets[g + 1]; ++r) {
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) s += double(A[r * K + k]) * B[(g % 2) * N * K + j * K + k];
+        EXPECT_NEAR(C2[r * N + j], s, 1e-4);
+      }
+      for (int64_t a = 0; a < K; ++a)
+        for (int64_t b = 0; b < N; ++b) W2ref[(g % 2) * K * N + a * N + b] += A[r * K + a] * Y[r * N + b];
+    }
+  EXPECT_LT(test::max_abs_diff(W2.data(), W2ref.data(), 2 * K * N), 1e-4);
 }
 
 TEST(RmsNorm, ForwardMatchesLoopAndBackwardMatchesFiniteDifferences) {

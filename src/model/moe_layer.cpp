@@ -78,10 +78,10 @@ MoeAux MoeLayer::forward(const float* a, float* y, int64_t B, int64_t S, bool tr
       xl_.resize({dispatcher_->local_rows(), D_});
       yl_.resize({dispatcher_->local_rows(), D_});
       dispatcher_->dispatch(xs_.data(), xl_.data());
-      experts_.forward(xl_.data(), dispatcher_->local_offsets(), yl_.data());
+      experts_.forward(xl_.data(), dispatcher_->local_offsets(), dispatcher_->num_local_groups(), yl_.data());
       dispatcher_->combine(yl_.data(), ye_.data());
     } else {
-      experts_.forward(xs_.data(), offsets_.data(), ye_.data());
+      experts_.forward(xs_.data(), offsets_.data(), E_, ye_.data());
     }
     moe_unorder_forward(ye_.data(), slot_.data(), weights_.data(), T, K_, D_, y);
   }

@@ -17,25 +17,24 @@ class TokenDispatcher {
   // offsets: [E + 1] rows per (global) expert of this rank's expert-ordered rows. Exchanges counts.
   void plan(const int64_t* offsets);
   int64_t local_rows() const { return local_offsets_.back(); }
-  // [E_local + 1]: rows per local expert after dispatch (grouped by expert, then by source rank).
-  const int64_t* local_offsets() const { return local_offsets_.data(); }
+  // Received rows come in P x E_local groups, source-major: group s * E_local + e holds the rows
+  // that rank s sent to local expert e (so group g is served by local expert g % E_local).
+  int64_t num_local_groups() const { return P_ * El_; }
+  const int64_t* local_offsets() const { return local_offsets_.data(); }  // [P * E_local + 1]
 
-  // in: this rank's rows [offsets[E], D] -> out: [local_rows, D] grouped by local expert.
+  // in: this rank's rows [offsets[E], D] -> out: [local_rows, D] in the groups above. No copy
+  // besides the exchange itself: the expert GEMMs read the groups where they land.
   void dispatch(const float* in, float* out);
-  // The reverse: in [local_rows, D] grouped by local expert -> out: this rank's rows, in order.
+  // The reverse: in [local_rows, D] in the groups above -> out: this rank's rows, in order.
   // (The backward of dispatch is combine and vice versa.)
   void combine(const float* in, float* out);
 
  private:
-  // Copies blocks between (source, expert) order and (expert, source) order.
-  void permute(const float* in, float* out, bool to_expert_major);
-
   Communicator* ep_;
   int64_t P_, E_, El_, D_;
   std::vector<int64_t> send_cnt_, recv_cnt_;  // [P * El] rows
   std::vector<int64_t> send_elems_, recv_elems_;  // [P] floats per peer
-  std::vector<int64_t> local_offsets_;            // [El + 1]
-  std::vector<float> staging_;
+  std::vector<int64_t> local_offsets_;            // [P * El + 1]
 };
 
 }  // namespace moe

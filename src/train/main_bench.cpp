@@ -1,7 +1,9 @@
-// moe-bench CONFIG.yaml [--set key=value]...
+// moe-bench CONFIG.yaml [--set key=value]...        alone, or under mpirun for a parallel layout
 // Trains the config's model on synthetic tokens (no data files needed): 2 warm-up steps, then
-// train.steps timed steps. Prints tokens/s and MFU = model FLOP/s over the fp32 GEMM peak that
-// OpenBLAS sgemm reaches on this machine, measured in the same run, plus the phase breakdown.
+// train.steps timed steps. Prints tokens/s (total and per rank) and MFU = model FLOP/s over the sum
+// of the ranks' fp32 GEMM peaks (OpenBLAS sgemm, measured in the same run), the phase breakdown,
+// and with ep > 1 the time of Dispatch + Combine against bare MPI_Alltoallv of the same bytes.
+#include <mpi.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -17,76 +19,114 @@
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "parallel/communicator.h"
+#include "parallel/layout.h"
 #include "train/cli_args.h"
+#include "train/dispatch_bench.h"
 #include "train/flops.h"
 #include "train/train_step.h"
 
-int main(int argc, char** argv) {
-  moe::init_logging(0);
-  try {
-    moe::CliArgs args = moe::parse_cli_args(argc, argv, "moe-bench");
-    if (args.help) {
-      std::printf("usage: moe-bench CONFIG.yaml [--set key=value]...\n");
-      return 0;
-    }
-    moe::Config cfg = moe::load_config(args.config_path, args.overrides);
-    cfg.finalize(1, /*need_data=*/false);
-    const auto& t = cfg.train;
-    auto comm = moe::make_local_communicator();
-    moe::ParallelGroups groups = moe::ParallelGroups::build(*comm, cfg);
-    moe::Transformer model(cfg.model, comm.get());
-    model.params().initialize(uint64_t(cfg.run.seed));
-    moe::AdamW optim(cfg.optim, model.params().params());
-    moe::StepRunner runner(cfg, groups, model, optim);
-    moe::CounterRng rng(uint64_t(cfg.run.seed), "bench-tokens");
-    int64_t drawn = 0;
-    auto fill = [&](int, int32_t* tokens, int32_t* targets) {
-      const int64_t n = int64_t(t.micro_batch) * t.seq_len;
-      for (int64_t i = 0; i < n; ++i) {
-        tokens[i] = int32_t(rng.bits(uint64_t(drawn + i)) % uint64_t(cfg.model.vocab_size));
-        targets[i] = int32_t(rng.bits(uint64_t(drawn + i + 1)) % uint64_t(cfg.model.vocab_size));
-      }
-      drawn += n;
-    };
+namespace moe {
+namespace {
 
-    std::printf("moe-bench: %s, %d threads\n", args.config_path.c_str(), omp_get_max_threads());
-    const double peak = moe::measure_gemm_peak_gflops(2.0);
-    const double flops_per_token = moe::training_flops_per_token(cfg.model, t.seq_len, model.active_matmul_params());
-    std::printf("fp32 GEMM peak (OpenBLAS sgemm 2048^3): %.1f GFLOP/s\n", peak);
+int run_bench(int argc, char** argv, Communicator& world) {
+  CliArgs args = parse_cli_args(argc, argv, "moe-bench");
+  const bool root = world.rank() == 0;
+  if (args.help) {
+    if (root) std::printf("usage: [mpirun -np N] moe-bench CONFIG.yaml [--set key=value]...\n");
+    return 0;
+  }
+  Config cfg = load_config(args.config_path, args.overrides);
+  cfg.finalize(world.size(), /*need_data=*/false);
+  const auto& t = cfg.train;
+  ParallelGroups groups = ParallelGroups::build(world, cfg);
+  Transformer model(cfg.model, MoeGroups(groups.dp.get(), groups.ep.get()));
+  model.params().initialize(uint64_t(cfg.run.seed));
+  AdamW optim(cfg.optim, model.params().params());
+  StepRunner runner(cfg, groups, model, optim);
+  CounterRng rng(uint64_t(cfg.run.seed), "bench-tokens-" + std::to_string(world.rank()));
+  int64_t drawn = 0;
+  auto fill = [&](int, int32_t* tokens, int32_t* targets) {
+    const int64_t n = int64_t(t.micro_batch) * t.seq_len;
+    for (int64_t i = 0; i < n; ++i) {
+      tokens[i] = int32_t(rng.bits(uint64_t(drawn + i)) % uint64_t(cfg.model.vocab_size));
+      targets[i] = int32_t(rng.bits(uint64_t(drawn + i + 1)) % uint64_t(cfg.model.vocab_size));
+    }
+    drawn += n;
+  };
+
+  double peak = measure_gemm_peak_gflops(2.0);  // every rank at once: the contention training sees
+  world.all_reduce_sum(&peak, 1);
+  const double flops_per_token = training_flops_per_token(cfg.model, t.seq_len, model.active_matmul_params());
+  if (root) {
+    std::printf("moe-bench: %s, %d rank(s) (dp %d, ep %d), %d thread(s) per rank\n", args.config_path.c_str(),
+                world.size(), groups.dp_size, cfg.parallel.ep, omp_get_max_threads());
+    std::printf("fp32 GEMM peak (OpenBLAS sgemm 2048^3), sum over ranks: %.1f GFLOP/s\n", peak);
     std::printf("model: %.2fM parameters, %.2fM active matmul parameters, %.1f MFLOP per token\n",
                 model.params().num_elements() / 1e6, model.active_matmul_params() / 1e6, flops_per_token / 1e6);
-
-    for (int s = 0; s < 2; ++s) runner.run(s, fill);
-    moe::Profiler::instance().take();
-    std::map<std::string, double> phases;
-    std::vector<double> step_ms;
-    for (int s = 0; s < t.steps; ++s) {
-      double t0 = moe::now_ms();
-      runner.run(2 + s, fill);
-      step_ms.push_back(moe::now_ms() - t0);
-      for (auto& [name, ms] : moe::Profiler::instance().take()) phases[name] += ms;
-    }
-    double total_ms = 0;
-    for (double ms : step_ms) total_ms += ms;
-    const double tokens = double(t.global_batch) * t.seq_len * t.steps;
-    const double tps = tokens / (total_ms / 1000.0);
-    const double mfu = flops_per_token * tps / (peak * 1e9);
+  }
+  for (int s = 0; s < 2; ++s) runner.run(s, fill);
+  Profiler::instance().take();
+  std::map<std::string, double> phases;
+  std::vector<double> step_ms;
+  for (int s = 0; s < t.steps; ++s) {
+    world.barrier();
+    double t0 = now_ms();
+    runner.run(2 + s, fill);
+    world.barrier();
+    step_ms.push_back(now_ms() - t0);
+    for (auto& [name, ms] : Profiler::instance().take()) phases[name] += ms;
+  }
+  double total_ms = 0;
+  for (double ms : step_ms) total_ms += ms;
+  const double tokens = double(t.global_batch) * t.seq_len * t.steps;
+  const double tps = tokens / (total_ms / 1000.0);
+  if (root) {
     std::printf("steps timed: %d, mean step %.1f ms (min %.1f)\n", t.steps, total_ms / t.steps,
                 *std::min_element(step_ms.begin(), step_ms.end()));
-    std::printf("tokens/s: %.1f\nachieved: %.1f GFLOP/s\nMFU: %.1f%% of the measured fp32 GEMM peak\n", tps,
-                flops_per_token * tps / 1e9, 100.0 * mfu);
+    std::printf("tokens/s: %.1f total, %.1f per rank\nachieved: %.1f GFLOP/s\nMFU: %.1f%% of the measured fp32 GEMM peak\n",
+                tps, tps / world.size(), flops_per_token * tps / 1e9, 100.0 * flops_per_token * tps / (peak * 1e9));
     std::vector<std::pair<std::string, double>> rows(phases.begin(), phases.end());
     std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second > b.second; });
     double covered = 0;
-    std::printf("phase breakdown (ms per step):\n");
+    std::printf("phase breakdown on rank 0 (ms per step):\n");
     for (auto& [name, ms] : rows) {
       covered += ms;
       std::printf("  %-20s %9.2f  %5.1f%%\n", name.c_str(), ms / t.steps, 100.0 * ms / total_ms);
     }
-    std::printf("  %-20s %9.2f  %5.1f%%\n", "other", (total_ms - covered) / t.steps, 100.0 * (total_ms - covered) / total_ms);
-  } catch (const std::exception& e) {
-    moe::log_error(e.what());
-    return 1;
+    std::printf("  %-20s %9.2f  %5.1f%%\n", "other", (total_ms - covered) / t.steps,
+                100.0 * (total_ms - covered) / total_ms);
+  }
+  if (cfg.parallel.ep > 1) {
+    DispatchTiming d = time_dispatch_combine(*groups.ep, cfg.model.moe.num_experts,
+                                             int64_t(t.micro_batch) * t.seq_len * cfg.model.moe.top_k,
+                                             cfg.model.d_model, 20);
+    if (root)
+      std::printf("dispatch + combine: %.3f ms; bare MPI_Alltoallv there and back, same bytes: %.3f ms; ratio %.2f\n",
+                  d.dispatch_combine_ms, d.bare_ms, d.dispatch_combine_ms / d.bare_ms);
   }
   return 0;
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  moe::init_logging(rank);
+  int rc = 0;
+  auto world = size > 1 ? moe::make_mpi_world_communicator() : moe::make_local_communicator();
+  try {
+    rc = moe::run_bench(argc, argv, *world);
+  } catch (const std::exception& e) {
+    moe::log_error(e.what());
+    rc = 1;
+  }
+  if (rc != 0 && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  world.reset();
+  MPI_Finalize();
+  return rc;
 }

@@ -111,16 +111,16 @@ TEST_F(Collectives, DispatchCombineRoundTripAndPlacement) {
   disp.plan(offsets.data());
   std::vector<float> local(disp.local_rows() * D), back(rows.size());
   disp.dispatch(rows.data(), local.data());
-  // local rows: grouped by my local expert, then by source rank, in the source's row order
+  // local rows: group q * El + e holds, in the source's row order, what rank q sent to my expert e
   const int64_t* lo = disp.local_offsets();
-  for (int64_t e = 0; e < El; ++e) {
-    int64_t g = r * El + e, i = lo[e];
-    for (int q = 0; q < n; ++q) {
+  ASSERT_EQ(disp.num_local_groups(), n * El);
+  for (int q = 0; q < n; ++q)
+    for (int64_t e = 0; e < El; ++e) {
+      int64_t g = r * El + e, i = lo[q * El + e];
       int64_t cnt = (q == 0 && g >= E - El) ? 0 : (q + g) % 3;
       for (int64_t j = 0; j < cnt; ++j, ++i) EXPECT_EQ(local[i * D], float(q * 10000 + g * 100 + j * 10));
+      EXPECT_EQ(i, lo[q * El + e + 1]);
     }
-    EXPECT_EQ(i, lo[e + 1]);
-  }
   for (auto& v : local) v += 0.5f;  // an "expert" that adds 0.5
   disp.combine(local.data(), back.data());
   for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(back[i], rows[i] + 0.5f);
