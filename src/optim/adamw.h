@@ -1,29 +1,46 @@
 // AdamW optimizer state and step over the parameter registry (PyTorch semantics, SPEC section 3).
+// With a ZeRO group of more than one rank, the state of the replicated (non-expert) parameters is
+// sharded over it (zero1.h); expert parameters keep whole per-rank state.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "core/config.h"
 #include "core/tensor.h"
 #include "model/params.h"
+#include "optim/zero1.h"
+#include "parallel/communicator.h"
 
 namespace moe {
 
 class AdamW {
  public:
-  AdamW(const OptimConfig& cfg, std::vector<Param*> params);
-  // Applies one update with learning rate lr; increments step().
+  AdamW(const OptimConfig& cfg, std::vector<Param*> params, Communicator* zero_group = nullptr);
+  // ZeRO: collective; call after the gradients are complete and before step() (sums the replicated
+  // parameters' gradients over the group). Without ZeRO: nothing.
+  void reduce_scatter_gradients();
+  // Sum of squares of the replicated parameters' gradients: the whole (identical on every rank), or
+  // under ZeRO this rank's shard of it (sum over the group for the whole). And of this rank's experts.
+  double replicated_grad_sumsq();
+  bool zero() const { return zero_ != nullptr; }
+  double expert_grad_sumsq() const;
+  void scale_gradients(float s);  // clipping
+  // Applies one update with learning rate lr; increments step_count(). Collective under ZeRO.
   void step(double lr);
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t s) { step_ = s; }
-  // Moments, index-aligned with params().
-  std::vector<Tensor>& exp_avg() { return m_; }
-  std::vector<Tensor>& exp_avg_sq() { return v_; }
   const std::vector<Param*>& params() const { return params_; }
+  // Moment (0: exp_avg, 1: exp_avg_sq) of params()[i] at the parameter's local shape; collective
+  // under ZeRO for replicated parameters (every rank, same order).
+  Tensor moment(size_t i, int which);
+  void set_moment(size_t i, int which, const Tensor& value);
 
  private:
   OptimConfig cfg_;
   std::vector<Param*> params_;
-  std::vector<Tensor> m_, v_;
+  std::vector<Tensor> m_, v_;         // per parameter; undefined for ZeRO-managed ones
+  std::vector<int> zero_index_;       // index into zero_->params(), or -1
+  std::unique_ptr<Zero1Shard> zero_;
   int64_t step_ = 0;
 };
 

@@ -8,7 +8,9 @@ namespace moe {
 
 // sqrt(sum of squares of every gradient element). Deterministic.
 double global_grad_norm(const std::vector<Param*>& params);
-// Scales every gradient by min(1, max_norm / norm); max_norm <= 0 disables. Returns the factor.
+// min(1, max_norm / norm); 1 when max_norm <= 0 (clipping off).
+double clip_coefficient(double norm, double max_norm);
+// Scales every gradient by clip_coefficient(norm, max_norm). Returns the factor.
 double clip_gradients(const std::vector<Param*>& params, double norm, double max_norm);
 
 }  // namespace moe

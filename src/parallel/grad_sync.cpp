@@ -13,8 +13,9 @@ static int layer_of(const std::string& name) {
 }
 
 GradSync::GradSync(const std::vector<Param*>& params, Communicator* dense_group, Communicator* expert_group) {
-  active_ = dense_group->size() > 1 || expert_group->size() > 1;
+  active_ = (dense_group && dense_group->size() > 1) || expert_group->size() > 1;
   for (Param* p : params) {
+    if (!p->expert && !dense_group) continue;
     auto& pair = buckets_[layer_of(p->name)];
     if (pair.empty()) {
       pair.resize(2);

@@ -16,6 +16,7 @@ namespace moe {
 
 class GradSync {
  public:
+  // dense_group == nullptr: the replicated parameters are reduced elsewhere (ZeRO-1 reduce-scatter).
   GradSync(const std::vector<Param*>& params, Communicator* dense_group, Communicator* expert_group);
   void start_layer(int layer);  // parameters named layers/<layer>/...
   void start_rest();            // every bucket not yet started

@@ -12,7 +12,6 @@ ParallelGroups ParallelGroups::build(Communicator& world, const Config& cfg) {
                                                                    << " does not divide " << n << " ranks");
   MOE_CHECK(p.tp == 1, cfg.source << ": parallel.tp = " << p.tp
                                   << ": tensor parallelism is not implemented yet; use tp: 1");
-  MOE_CHECK(p.zero == 0, cfg.source << ": parallel.zero = 1 (ZeRO-1) is not implemented yet; use zero: 0");
   MOE_CHECK(p.expert_sharding == "ep",
             cfg.source << ": parallel.expert_sharding = fssdp is not implemented yet; use ep");
   ParallelGroups g;

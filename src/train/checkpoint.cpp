@@ -60,7 +60,7 @@ static Tensor full_tensor(const Param& p, const Tensor& local, Communicator* ep)
 }
 
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            const AdamW* optim, int keep, Communicator* ep, bool writer) {
+                            AdamW* optim, int keep, Communicator* ep, bool writer) {
   const std::string final_path = checkpoint_path(dir, meta.step);
   const std::string tmp_path = final_path + ".tmp";
   std::optional<H5File> f;
@@ -86,11 +86,9 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
     for (Buffer* b : params.buffers()) f->write_floats("/model/" + b->name, b->value.shape(), b->value.data());
   if (optim) {
     const auto& ps = optim->params();
-    auto& m = const_cast<AdamW*>(optim)->exp_avg();
-    auto& v = const_cast<AdamW*>(optim)->exp_avg_sq();
     for (size_t i = 0; i < ps.size(); ++i) {
-      put("/optim/exp_avg/" + ps[i]->name, *ps[i], m[i]);
-      put("/optim/exp_avg_sq/" + ps[i]->name, *ps[i], v[i]);
+      put("/optim/exp_avg/" + ps[i]->name, *ps[i], optim->moment(i, 0));
+      put("/optim/exp_avg_sq/" + ps[i]->name, *ps[i], optim->moment(i, 1));
     }
     if (f) f->set_attr("/optim", "step", optim->step_count());
   }
@@ -173,8 +171,8 @@ CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, Adam
   for (size_t i = 0; i < bs.size(); ++i) bs[i]->value.copy_from(bufs[i]);
   if (optim) {
     for (size_t i = 0; i < ps.size(); ++i) {
-      optim->exp_avg()[i].copy_from(ms[i]);
-      optim->exp_avg_sq()[i].copy_from(vs[i]);
+      optim->set_moment(i, 0, ms[i]);
+      optim->set_moment(i, 1, vs[i]);
     }
     optim->set_step_count(*f.get_int_attr("/optim", "step"));
   }

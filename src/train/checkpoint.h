@@ -26,10 +26,10 @@ std::string checkpoint_path(const std::string& dir, int64_t step);  // <dir>/ste
 
 // Writes the model (parameters and buffers) and, when optim is non-null, the AdamW moments, every
 // tensor at its full logical shape. Collective over `ep` (expert shards are gathered over it; null
-// for one rank); only the rank with `writer` set writes. Returns the final path. Deletes all but the
+// for one rank) and, under ZeRO-1, over dp (moment shards); only the rank with `writer` set writes. Returns the final path. Deletes all but the
 // `keep` newest step files afterwards.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            const AdamW* optim, int keep, Communicator* ep = nullptr, bool writer = true);
+                            AdamW* optim, int keep, Communicator* ep = nullptr, bool writer = true);
 
 // Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& dir);

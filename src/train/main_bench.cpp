@@ -41,7 +41,7 @@ int run_bench(int argc, char** argv, Communicator& world) {
   ParallelGroups groups = ParallelGroups::build(world, cfg);
   Transformer model(cfg.model, MoeGroups(groups.dp.get(), groups.ep.get()));
   model.params().initialize(uint64_t(cfg.run.seed));
-  AdamW optim(cfg.optim, model.params().params());
+  AdamW optim(cfg.optim, model.params().params(), cfg.parallel.zero == 1 ? groups.dp.get() : nullptr);
   StepRunner runner(cfg, groups, model, optim);
   CounterRng rng(uint64_t(cfg.run.seed), "bench-tokens-" + std::to_string(world.rank()));
   int64_t drawn = 0;

@@ -15,7 +15,7 @@ StepRunner::StepRunner(const Config& cfg, ParallelGroups& groups, Transformer& m
       groups_(groups),
       model_(model),
       optim_(optim),
-      sync_(model.params().params(), groups.dp.get(), groups.expert_dp.get()),
+      sync_(model.params().params(), optim.zero() ? nullptr : groups.dp.get(), groups.expert_dp.get()),
       accum_steps_(cfg.grad_accum_steps(groups.world->size())),
       dp_(groups.dp_size) {
   tokens_.resize(size_t(cfg.train.micro_batch) * cfg.train.seq_len);
@@ -41,6 +41,7 @@ StepResult StepRunner::run(int64_t step, const BatchFiller& fill) {
     r.aux += l.aux / accum_steps_;
   }
   sync_.finish();
+  optim_.reduce_scatter_gradients();  // ZeRO-1: the replicated parameters' gradients
   if (dp_ > 1) {
     double sums[2] = {r.ce, r.aux};
     groups_.dp->all_reduce_sum(sums, 2);
@@ -51,9 +52,9 @@ StepResult StepRunner::run(int64_t step, const BatchFiller& fill) {
   MOE_CHECK(std::isfinite(r.loss), "loss is not finite at step " << step + 1 << " (ce " << r.ce << ", aux " << r.aux
                                                                  << "): lower optim.lr or check the data");
   ScopedPhase phase("optimizer");
-  auto params = model_.params().params();
   r.grad_norm = global_norm();
-  clip_gradients(params, r.grad_norm, cfg_.train.grad_clip);
+  const double coef = clip_coefficient(r.grad_norm, cfg_.train.grad_clip);
+  if (coef != 1.0) optim_.scale_gradients(float(coef));
   r.lr = learning_rate(cfg_.optim, cfg_.train.steps, int(step + 1));
   optim_.step(r.lr);
   r.expert_load = model_.expert_loads();
@@ -61,15 +62,14 @@ StepResult StepRunner::run(int64_t step, const BatchFiller& fill) {
   return r;
 }
 
-// Dense gradients are identical on every rank after the sync and count once; expert gradients are
-// split over the expert-parallel group, so their squares are summed over it.
+// Every parameter once: replicated gradients are identical on every rank after the sync (or, under
+// ZeRO-1, split into disjoint shards summed over dp); expert gradients are split over the ep group.
 double StepRunner::global_norm() {
-  std::vector<Param*> dense, expert;
-  for (Param* p : model_.params().params()) (p->expert ? expert : dense).push_back(p);
-  double d = global_grad_norm(dense), e = global_grad_norm(expert);
-  double sq = e * e;
-  groups_.ep->all_reduce_sum(&sq, 1);
-  return std::sqrt(d * d + sq);
+  double replicated = optim_.replicated_grad_sumsq();
+  if (optim_.zero()) groups_.dp->all_reduce_sum(&replicated, 1);
+  double expert = optim_.expert_grad_sumsq();
+  groups_.ep->all_reduce_sum(&expert, 1);
+  return std::sqrt(replicated + expert);
 }
 
 }  // namespace moe

@@ -53,7 +53,7 @@ int Trainer::run() {
                      cfg_.parallel.ep));
   Transformer model(cfg_.model, MoeGroups(groups.dp.get(), groups.ep.get()));
   model.params().initialize(uint64_t(cfg_.run.seed));
-  AdamW optim(cfg_.optim, model.params().params());
+  AdamW optim(cfg_.optim, model.params().params(), cfg_.parallel.zero == 1 ? groups.dp.get() : nullptr);
   log_info(strformat("[model] %lld parameters, %lld active matmul parameters per token",
                      (long long)model.params().num_elements(), (long long)model.active_matmul_params()));
 

@@ -42,7 +42,7 @@ TrainResult train(Config cfg, Communicator& world, const std::string& data_path,
   ParallelGroups groups = ParallelGroups::build(world, cfg);
   Transformer model(cfg.model, MoeGroups(groups.dp.get(), groups.ep.get()));
   model.params().initialize(uint64_t(cfg.run.seed));
-  AdamW opt(cfg.optim, model.params().params());
+  AdamW opt(cfg.optim, model.params().params(), cfg.parallel.zero == 1 ? groups.dp.get() : nullptr);
   StepRunner runner(cfg, groups, model, opt);
   TokenFile data(data_path, "uint16", cfg.train.seq_len);
   Sampler sampler(data.num_samples(), cfg.train.global_batch, true, uint64_t(cfg.run.seed));
@@ -56,7 +56,13 @@ TrainResult train(Config cfg, Communicator& world, const std::string& data_path,
     out.losses.push_back(r.loss);
     out.grad_norms.push_back(r.grad_norm);
   }
-  for (Param* p : model.params().params()) out.full[p->name] = gather_full(*p, groups.ep.get());
+  auto ps = model.params().params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    out.full[ps[i]->name] = gather_full(*ps[i], groups.ep.get());
+    Param moment = *ps[i];  // the moment has the parameter's shape and sharding
+    moment.value = opt.moment(i, 1);
+    out.full["exp_avg_sq/" + ps[i]->name] = gather_full(moment, groups.ep.get());
+  }
   if (!ckpt_dir.empty())
     save_checkpoint(ckpt_dir, {cfg.train.steps, 0, 0, ""}, model.params(), &opt, 1, groups.ep.get(), world.rank() == 0);
   return out;
@@ -132,6 +138,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"capacity_ep", 0, 2, 2, {"model.moe.capacity_factor=1.0"}},
                       Case{"global_lbl_ep", 0, 0, 0, {"model.moe.lbl_scope=global"}},
                       Case{"global_lbl_dp", 1, 0, 0, {"model.moe.lbl_scope=global", "model.moe.aux_loss_coef=0.1"}},
+                      Case{"zero1_dp", 1, 2, 2, {"parallel.zero=1"}},
+                      Case{"zero1_ep_global", 0, 0, 0, {"parallel.zero=1", "model.moe.lbl_scope=global"}},
                       Case{"seq_sigmoid_shared_bias",
                            0,
                            2,
@@ -142,13 +150,14 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(Layouts, CheckpointsLoadAcrossLayouts) {
   const int n = world_->size();
-  Case c{"ckpt", 0, 0, 0, {}};
+  Case c{"ckpt", 0, 0, 0, {"parallel.zero=1"}};
   auto local = make_local_communicator();
   const std::string multi_dir = dir_ + "/ckpt_multi", single_dir = dir_ + "/ckpt_single_" + std::to_string(world_->rank());
   TrainResult multi = train(base(c, 8 / n, n), *world_, dir_ + "/train.bin", multi_dir);
   world_->barrier();
   // Written by ep = n ranks, read by one rank: the full tensors are the gathered shards.
   Config one = base(c, 8, 1);
+  one.parallel.zero = 0;
   one.finalize(1, false);
   Transformer single(one.model, local.get());
   load_checkpoint(checkpoint_path(multi_dir, 3), single.params(), nullptr);
@@ -161,11 +170,18 @@ TEST_F(Layouts, CheckpointsLoadAcrossLayouts) {
   many.finalize(n, false);
   ParallelGroups groups = ParallelGroups::build(*world_, many);
   Transformer sharded(many.model, MoeGroups(groups.dp.get(), groups.ep.get()));
-  AdamW opt(many.optim, sharded.params().params());
+  AdamW opt(many.optim, sharded.params().params(), groups.dp.get());  // ZeRO-1: moments sharded over dp
   load_checkpoint(checkpoint_path(single_dir, 3), sharded.params(), &opt);
-  for (Param* p : sharded.params().params()) {
-    auto full = gather_full(*p, groups.ep.get());
-    EXPECT_EQ(0, std::memcmp(full.data(), ref.full.at(p->name).data(), sizeof(float) * full.size())) << p->name;
+  auto ps = sharded.params().params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    auto full = gather_full(*ps[i], groups.ep.get());
+    EXPECT_EQ(0, std::memcmp(full.data(), ref.full.at(ps[i]->name).data(), sizeof(float) * full.size()))
+        << ps[i]->name;
+    Param moment = *ps[i];
+    moment.value = opt.moment(i, 1);
+    auto fm = gather_full(moment, groups.ep.get());
+    EXPECT_EQ(0, std::memcmp(fm.data(), ref.full.at("exp_avg_sq/" + ps[i]->name).data(), sizeof(float) * fm.size()))
+        << "exp_avg_sq of " << ps[i]->name;
   }
   EXPECT_EQ(opt.step_count(), 3);
 }
