@@ -1,4 +1,5 @@
-// Token embedding lookup. out[t, :] = table[tokens[t], :].
+// Token embedding lookup. out[t, :] = table[tokens[t], :]; a negative id (a token of another
+// vocabulary shard) gives a zero row and no gradient.
 #pragma once
 #include <cstdint>
 

@@ -5,12 +5,12 @@
 
 namespace moe {
 
-// idx: [T, k] chosen experts. capacity < 0: dropless; else each expert keeps its first `capacity`
-// copies in token order (flattened [batch, seq] index) and the rest are dropped.
+// idx: [T, k] chosen experts. capacity == nullptr: dropless; else expert e keeps its first
+// capacity[e] copies in token order (flattened [batch, seq] index) and the rest are dropped.
 // Outputs: counts [E] (copies per expert before dropping), offsets [E + 1] (kept rows per expert,
 // prefix sums), slot [T * k] (row of copy (t, j) in expert order, -1 when dropped),
 // row_token [kept rows] (source token of each row). Returns the number of kept rows.
-int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, int64_t capacity, int64_t* counts,
+int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int64_t* capacity, int64_t* counts,
                   int64_t* offsets, int64_t* slot, int32_t* row_token);
 
 // xs[r, :] = x[row_token[r], :]   (x: [T, D], xs: [n, D])

@@ -98,7 +98,8 @@ TEST(MoeOrder, StableCountingSortAndCapacityDropsLaterTokens) {
   std::vector<int32_t> idx = {0, 1, 0, 2, 0, 1, 1, 2, 0, 2, 1, 0};
   std::vector<int64_t> counts(E), offsets(E + 1), slot(T * k);
   std::vector<int32_t> row_token(T * k);
-  int64_t rows = moe_order(idx.data(), T, k, E, /*capacity=*/3, counts.data(), offsets.data(), slot.data(),
+  std::vector<int64_t> cap(E, 3);
+  int64_t rows = moe_order(idx.data(), T, k, E, cap.data(), counts.data(), offsets.data(), slot.data(),
                            row_token.data());
   EXPECT_EQ(counts, (std::vector<int64_t>{5, 4, 3}));  // before dropping
   EXPECT_EQ(offsets, (std::vector<int64_t>{0, 3, 6, 9}));
@@ -111,7 +112,7 @@ TEST(MoeOrder, StableCountingSortAndCapacityDropsLaterTokens) {
   EXPECT_EQ(std::vector<int32_t>(row_token.begin() + 3, row_token.begin() + 6), (std::vector<int32_t>{0, 2, 3}));
   EXPECT_EQ(slot[5 * k + 0], -1);
   // dropless keeps all
-  rows = moe_order(idx.data(), T, k, E, -1, counts.data(), offsets.data(), slot.data(), row_token.data());
+  rows = moe_order(idx.data(), T, k, E, nullptr, counts.data(), offsets.data(), slot.data(), row_token.data());
   EXPECT_EQ(rows, T * k);
   for (auto s : slot) EXPECT_GE(s, 0);
 }
@@ -121,7 +122,8 @@ TEST(MoeOrder, GatherUnorderRoundTripAndBackward) {
   std::vector<int32_t> idx = {2, 0, 1, 0, 2, 1, 0, 2, 1, 2};
   std::vector<int64_t> counts(E), offsets(E + 1), slot(T * k);
   std::vector<int32_t> row_token(T * k);
-  int64_t rows = moe_order(idx.data(), T, k, E, 2, counts.data(), offsets.data(), slot.data(), row_token.data());
+  std::vector<int64_t> cap(E, 2);
+  int64_t rows = moe_order(idx.data(), T, k, E, cap.data(), counts.data(), offsets.data(), slot.data(), row_token.data());
   auto x = random_vector(T * D, 1), w = random_vector(T * k, 2), dy = random_vector(T * D, 3);
   std::vector<float> xs(rows * D), y(T * D), dye(rows * D), dw(T * k), dx(T * D);
   moe_gather(x.data(), row_token.data(), rows, D, xs.data());

@@ -6,14 +6,14 @@
 
 namespace moe {
 
-int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, int64_t capacity, int64_t* counts,
+int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int64_t* capacity, int64_t* counts,
                   int64_t* offsets, int64_t* slot, int32_t* row_token) {
   std::vector<int64_t> kept(E, 0);
   for (int64_t e = 0; e < E; ++e) counts[e] = 0;
   for (int64_t a = 0; a < T * k; ++a) {
     int32_t e = idx[a];
     counts[e]++;
-    if (capacity < 0 || kept[e] < capacity) kept[e]++;
+    if (!capacity || kept[e] < capacity[e]) kept[e]++;
   }
   offsets[0] = 0;
   for (int64_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + kept[e];

@@ -11,17 +11,19 @@
 namespace moe {
 
 AttentionLayer::AttentionLayer(ParamStore& store, const std::string& prefix, const ModelConfig& cfg,
-                               int num_layers_for_init)
-    : wq_(store.add(prefix + "/wq", {int64_t(cfg.n_heads) * cfg.head_dim(), cfg.d_model}, Init::Normal, cfg.init_std)),
-      wk_(store.add(prefix + "/wk", {int64_t(cfg.n_kv_heads) * cfg.head_dim(), cfg.d_model}, Init::Normal,
-                    cfg.init_std)),
-      wv_(store.add(prefix + "/wv", {int64_t(cfg.n_kv_heads) * cfg.head_dim(), cfg.d_model}, Init::Normal,
-                    cfg.init_std)),
-      wo_(store.add(prefix + "/wo", {cfg.d_model, int64_t(cfg.n_heads) * cfg.head_dim()}, Init::Normal,
-                    cfg.init_std / std::sqrt(2.0 * num_layers_for_init))),
+                               int num_layers_for_init, Communicator* tp)
+    : tp_(tp),
+      wq_(store.add_split(prefix + "/wq", {int64_t(cfg.n_heads) * cfg.head_dim(), cfg.d_model}, Split::Tp, 0,
+                          tp->size(), tp->rank(), Init::Normal, cfg.init_std)),
+      wk_(store.add_split(prefix + "/wk", {int64_t(cfg.n_kv_heads) * cfg.head_dim(), cfg.d_model}, Split::Tp, 0,
+                          tp->size(), tp->rank(), Init::Normal, cfg.init_std)),
+      wv_(store.add_split(prefix + "/wv", {int64_t(cfg.n_kv_heads) * cfg.head_dim(), cfg.d_model}, Split::Tp, 0,
+                          tp->size(), tp->rank(), Init::Normal, cfg.init_std)),
+      wo_(store.add_split(prefix + "/wo", {cfg.d_model, int64_t(cfg.n_heads) * cfg.head_dim()}, Split::Tp, 1,
+                          tp->size(), tp->rank(), Init::Normal, cfg.init_std / std::sqrt(2.0 * num_layers_for_init))),
       D_(cfg.d_model),
-      H_(cfg.n_heads),
-      Hkv_(cfg.n_kv_heads),
+      H_(cfg.n_heads / tp->size()),
+      Hkv_(cfg.n_kv_heads / tp->size()),
       hd_(cfg.head_dim()),
       theta_(cfg.rope_theta) {}
 
@@ -43,6 +45,7 @@ void AttentionLayer::forward(const float* a, float* y, int64_t B, int64_t S) {
   rope_forward(k_.data(), B, S, Hkv_, hd_, theta_);
   attention_forward(q_.data(), k_.data(), v_.data(), o_.data(), probs_.data(), B, S, H_, Hkv_, hd_);
   gemm(false, true, T, D_, dq, 1.0f, o_.data(), dq, wo_.value.data(), dq, 0.0f, y, D_);
+  if (tp_->size() > 1) tp_->all_reduce_sum(y, T * D_);  // sum of the heads' contributions
 }
 
 void AttentionLayer::backward(const float* dy, float* da) {
@@ -65,6 +68,7 @@ void AttentionLayer::backward(const float* dy, float* da) {
   gemm(false, false, T, D_, dq, 1.0f, dq_.data(), dq, wq_.value.data(), D_, 0.0f, da, D_);
   gemm(false, false, T, D_, dkv, 1.0f, dk_.data(), dkv, wk_.value.data(), D_, 1.0f, da, D_);
   gemm(false, false, T, D_, dkv, 1.0f, dv_.data(), dkv, wv_.value.data(), D_, 1.0f, da, D_);
+  if (tp_->size() > 1) tp_->all_reduce_sum(da, T * D_);
 }
 
 }  // namespace moe

@@ -1,24 +1,30 @@
 // Grouped-query causal self-attention with RoPE: projections wq, wk, wv, wo (y = x W^T).
+// Tensor parallel (Megatron): each rank of the tp group holds n_heads / tp query heads and
+// n_kv_heads / tp kv heads (rows of wq, wk, wv; columns of wo); the partial outputs and input
+// gradients are summed over the group.
 #pragma once
 #include <string>
 
 #include "core/config.h"
 #include "core/tensor.h"
 #include "model/params.h"
+#include "parallel/communicator.h"
 
 namespace moe {
 
 class AttentionLayer {
  public:
-  AttentionLayer(ParamStore& store, const std::string& prefix, const ModelConfig& cfg, int num_layers_for_init);
+  AttentionLayer(ParamStore& store, const std::string& prefix, const ModelConfig& cfg, int num_layers_for_init,
+                 Communicator* tp);
   // a: [B*S, D] (kept until backward), y: [B*S, D] assigned.
   void forward(const float* a, float* y, int64_t B, int64_t S);
   // dy: [B*S, D]; da assigned; weight gradients accumulated.
   void backward(const float* dy, float* da);
 
  private:
+  Communicator* tp_;
   Param &wq_, &wk_, &wv_, &wo_;
-  int64_t D_, H_, Hkv_, hd_;
+  int64_t D_, H_, Hkv_, hd_;  // H_, Hkv_: this rank's heads
   double theta_;
   const float* a_ = nullptr;
   int64_t B_ = 0, S_ = 0;

@@ -8,9 +8,12 @@ namespace moe {
 
 GroupedExperts::GroupedExperts(ParamStore& store, const std::string& prefix, int64_t E, int64_t E_local,
                                int64_t first_expert, int64_t D, int64_t Fe, double init_std, double out_init_std)
-    : w1_(store.add_expert(prefix + "/w1", {E, Fe, D}, E_local, first_expert, Init::Normal, init_std)),
-      w3_(store.add_expert(prefix + "/w3", {E, Fe, D}, E_local, first_expert, Init::Normal, init_std)),
-      w2_(store.add_expert(prefix + "/w2", {E, D, Fe}, E_local, first_expert, Init::Normal, out_init_std)),
+    : w1_(store.add_split(prefix + "/w1", {E, Fe, D}, Split::Ep, 0, int(E / E_local), int(first_expert / E_local),
+                          Init::Normal, init_std)),
+      w3_(store.add_split(prefix + "/w3", {E, Fe, D}, Split::Ep, 0, int(E / E_local), int(first_expert / E_local),
+                          Init::Normal, init_std)),
+      w2_(store.add_split(prefix + "/w2", {E, D, Fe}, Split::Ep, 0, int(E / E_local), int(first_expert / E_local),
+                          Init::Normal, out_init_std)),
       El_(E_local),
       D_(D),
       Fe_(Fe) {}

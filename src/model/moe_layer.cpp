@@ -1,6 +1,8 @@
-// MoE layer: forward and backward of the gate, order, grouped experts, unorder and shared experts.
+// MoE layer: forward and backward of the gate, order, dispatch, grouped experts, combine, unorder
+// and shared experts, over this rank's slice of the tokens.
 #include "model/moe_layer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -12,7 +14,7 @@
 
 namespace moe {
 
-MoeGroups::MoeGroups(Communicator* one_rank) : tokens(one_rank), ep(one_rank) {
+MoeGroups::MoeGroups(Communicator* one_rank) : tokens(one_rank), ep(one_rank), tp(one_rank) {
   MOE_CHECK(one_rank->size() == 1, "MoeGroups from one communicator needs a one-rank group, got "
                                        << one_rank->size() << " ranks");
 }
@@ -23,12 +25,12 @@ MoeLayer::MoeLayer(ParamStore& store, const std::string& prefix, const ModelConf
       D_(cfg.d_model),
       E_(cfg.moe.num_experts),
       K_(cfg.moe.top_k),
-      Fe_(cfg.moe.expert_hidden),
       groups_(groups),
       router_(store.add(prefix + "/router/weight", {E_, D_}, Init::Normal, cfg.init_std)),
       experts_(store, prefix + "/experts", E_, E_ / groups.ep->size(), (E_ / groups.ep->size()) * groups.ep->rank(),
-               D_, Fe_, cfg.init_std, cfg.init_std / std::sqrt(2.0 * num_layers_for_init)),
+               D_, cfg.moe.expert_hidden, cfg.init_std, cfg.init_std / std::sqrt(2.0 * num_layers_for_init)),
       step_counts_(E_, 0) {
+  router_.token_sliced = true;
   if (groups.ep->size() > 1) dispatcher_ = std::make_unique<TokenDispatcher>(groups.ep, E_, D_);
   if (cfg_.router.bias_update_rate > 0) bias_ = &store.add_buffer(prefix + "/router/expert_bias", {E_}).value;
   if (cfg_.num_shared_experts > 0) {
@@ -36,43 +38,62 @@ MoeLayer::MoeLayer(ParamStore& store, const std::string& prefix, const ModelConf
     shared_ = std::make_unique<SwiGluLayer>(store, prefix + "/shared", D_, Fs, cfg.init_std,
                                             cfg.init_std / std::sqrt(2.0 * num_layers_for_init),
                                             "shared_experts_fwd", "shared_experts_bwd");
+    shared_->mark_token_sliced();
   }
 }
 
+// C = ceil(cf k T / E) copies per expert for the micro-batch, first come first served in token
+// order: the slices of lower tp ranks come first, so this rank keeps C minus what they kept.
+std::vector<int64_t> MoeLayer::capacities(int64_t T) {
+  if (cfg_.capacity_factor <= 0) return {};
+  const int64_t C = int64_t(std::ceil(cfg_.capacity_factor * double(K_) * double(T) / double(E_)));
+  std::vector<int64_t> cap(E_, C);
+  Communicator* tp = groups_.tp;
+  if (tp->size() > 1) {
+    std::vector<float> all(E_ * tp->size()), mine(counts_.begin(), counts_.end());
+    tp->all_gather(mine.data(), all.data(), E_);
+    for (int r = 0; r < tp->rank(); ++r)
+      for (int64_t e = 0; e < E_; ++e) cap[e] = std::max<int64_t>(0, cap[e] - int64_t(all[r * E_ + e]));
+  }
+  return cap;
+}
+
 MoeAux MoeLayer::forward(const float* a, float* y, int64_t B, int64_t S, bool training, float grad_scale) {
-  const int64_t T = B * S;
-  a_ = a;
+  const int64_t T = B * S, P = groups_.tp->size();
   T_ = T;
+  Ts_ = T / P;
+  t0_ = Ts_ * groups_.tp->rank();
+  a_ = a + t0_ * D_;
+  const int64_t Ts = Ts_;
   MoeAux aux;
   {
     ScopedPhase phase("router_fwd");
-    logits_.resize({T, E_});
-    scores_.resize({T, E_});
-    probs_.resize({T, E_});
-    lse_.resize({T});
-    weights_.resize({T, K_});
-    idx_.resize(T * K_);
-    gemm(false, true, T, E_, D_, 1.0f, a, D_, router_.value.data(), D_, 0.0f, logits_.data(), E_);
-    router_forward(logits_.data(), bias_ ? bias_->data() : nullptr, T, E_, K_, cfg_.score == "sigmoid",
+    logits_.resize({Ts, E_});
+    scores_.resize({Ts, E_});
+    probs_.resize({Ts, E_});
+    lse_.resize({Ts});
+    weights_.resize({Ts, K_});
+    idx_.resize(Ts * K_);
+    gemm(false, true, Ts, E_, D_, 1.0f, a_, D_, router_.value.data(), D_, 0.0f, logits_.data(), E_);
+    router_forward(logits_.data(), bias_ ? bias_->data() : nullptr, Ts, E_, K_, cfg_.score == "sigmoid",
                    cfg_.norm_topk, scores_.data(), probs_.data(), lse_.data(), idx_.data(), weights_.data());
     counts_.assign(E_, 0);
-    for (int64_t i = 0; i < T * K_; ++i) counts_[idx_[i]]++;
+    for (int64_t i = 0; i < Ts * K_; ++i) counts_[idx_[i]]++;
     if (training) balancing_losses(B, S, grad_scale, aux);
   }
+  float* ys = P > 1 ? (slice_out_.resize({Ts, D_}), slice_out_.data()) : y;
   {
     ScopedPhase phase("experts_fwd");
-    int64_t capacity = -1;
-    if (cfg_.capacity_factor > 0)
-      capacity = int64_t(std::ceil(cfg_.capacity_factor * double(K_) * double(T) / double(E_)));
-    slot_.resize(T * K_);
+    std::vector<int64_t> cap = capacities(T);
+    slot_.resize(Ts * K_);
     offsets_.resize(E_ + 1);
-    row_token_.resize(T * K_);
+    row_token_.resize(Ts * K_);
     std::vector<int64_t> counts(E_);
-    rows_ = moe_order(idx_.data(), T, K_, E_, capacity, counts.data(), offsets_.data(), slot_.data(),
-                      row_token_.data());
+    rows_ = moe_order(idx_.data(), Ts, K_, E_, cap.empty() ? nullptr : cap.data(), counts.data(), offsets_.data(),
+                      slot_.data(), row_token_.data());
     xs_.resize({rows_, D_});
     ye_.resize({rows_, D_});
-    moe_gather(a, row_token_.data(), rows_, D_, xs_.data());
+    moe_gather(a_, row_token_.data(), rows_, D_, xs_.data());
     if (dispatcher_) {
       dispatcher_->plan(offsets_.data());
       xl_.resize({dispatcher_->local_rows(), D_});
@@ -83,77 +104,89 @@ MoeAux MoeLayer::forward(const float* a, float* y, int64_t B, int64_t S, bool tr
     } else {
       experts_.forward(xs_.data(), offsets_.data(), E_, ye_.data());
     }
-    moe_unorder_forward(ye_.data(), slot_.data(), weights_.data(), T, K_, D_, y);
+    moe_unorder_forward(ye_.data(), slot_.data(), weights_.data(), Ts, K_, D_, ys);
   }
   if (shared_) {
-    shared_out_.resize({T, D_});
-    shared_->forward(a, shared_out_.data(), T);
-    add_inplace(y, shared_out_.data(), T * D_);
+    shared_out_.resize({Ts, D_});
+    shared_->forward(a_, shared_out_.data(), Ts);
+    add_inplace(ys, shared_out_.data(), Ts * D_);
+  }
+  if (P > 1) {
+    ScopedPhase phase("tp_gather");
+    groups_.tp->all_gather(ys, y, Ts * D_);
   }
   return aux;
 }
 
-// Fills dprobs_ (load-balancing loss) and dlse_ (z-loss) with their gradients times grad_scale.
+// Fills dprobs_ (load-balancing loss) and dlse_ (z-loss) with their gradients times grad_scale,
+// and returns in aux the values for the whole micro-batch (summed over the tp slices).
 void MoeLayer::balancing_losses(int64_t B, int64_t S, float grad_scale, MoeAux& aux) {
-  const int64_t T = B * S;
+  const int64_t T = B * S, Ts = Ts_, t0 = t0_;
+  Communicator* tp = groups_.tp;
   std::vector<int64_t> global_counts(counts_);
-  int64_t global_tokens = T * groups_.tokens->size();
   groups_.tokens->all_reduce_sum(global_counts.data(), E_);
   for (int64_t e = 0; e < E_; ++e) step_counts_[e] += global_counts[e];
-  step_tokens_ += global_tokens;
+  step_tokens_ += Ts * groups_.tokens->size();
 
+  double partial[2] = {0.0, 0.0};  // this slice's share of lbl and z
   has_dprobs_ = cfg_.aux_loss_coef > 0;
   if (has_dprobs_) {
-    dprobs_.resize({T, E_});
+    dprobs_.resize({Ts, E_});
     const double coef = cfg_.aux_loss_coef * double(E_);
-    // Sequences of the scope: one group of all T tokens (micro, global) or one per sequence (seq).
-    const bool per_seq = cfg_.lbl_scope == "seq";
-    const int64_t groups = per_seq ? B : 1, group_len = per_seq ? S : T;
-    double lbl = 0;
-    for (int64_t gi = 0; gi < groups; ++gi) {
-      const int64_t t0 = gi * group_len;
-      std::vector<double> f(E_), p(E_, 0.0);
-      if (per_seq) {
-        std::vector<int64_t> c(E_, 0);
-        for (int64_t i = t0 * K_; i < (t0 + group_len) * K_; ++i) c[idx_[i]]++;
-        for (int64_t e = 0; e < E_; ++e) f[e] = double(c[e]) / double(K_ * group_len);
-      } else if (cfg_.lbl_scope == "global") {
+    const float* probs = probs_.data();
+    if (cfg_.lbl_scope == "seq") {
+      // per sequence of the micro-batch: counts over the whole sequence (reduced over tp)
+      std::vector<int64_t> c(B * E_, 0);
+      for (int64_t i = 0; i < Ts; ++i)
+        for (int64_t j = 0; j < K_; ++j) c[((t0 + i) / S) * E_ + idx_[i * K_ + j]]++;
+      if (tp->size() > 1) tp->all_reduce_sum(c.data(), B * E_);
+      for (int64_t i = 0; i < Ts; ++i) {
+        const int64_t b = (t0 + i) / S;
+        for (int64_t e = 0; e < E_; ++e) {
+          const double f = double(c[b * E_ + e]) / double(K_ * S);
+          partial[0] += coef * f * probs[i * E_ + e] / double(S) / double(B);
+          dprobs_.data()[i * E_ + e] = float(coef * f / double(S) / double(B) * grad_scale);
+        }
+      }
+    } else {
+      std::vector<double> f(E_);
+      if (cfg_.lbl_scope == "global") {
         for (int64_t e = 0; e < E_; ++e) f[e] = double(step_counts_[e]) / double(K_ * step_tokens_);
       } else {
-        for (int64_t e = 0; e < E_; ++e) f[e] = double(counts_[e]) / double(K_ * T);
+        std::vector<int64_t> c(counts_);
+        if (tp->size() > 1) tp->all_reduce_sum(c.data(), E_);
+        for (int64_t e = 0; e < E_; ++e) f[e] = double(c[e]) / double(K_ * T);
       }
-      for (int64_t t = t0; t < t0 + group_len; ++t)
-        for (int64_t e = 0; e < E_; ++e) p[e] += probs_.data()[t * E_ + e];
-      double group_loss = 0;
-      for (int64_t e = 0; e < E_; ++e) group_loss += f[e] * p[e] / double(group_len);
-      lbl += coef * group_loss / double(groups);
-      // d lbl / d probs[t, e] = coef * f_e / group_len / groups
-      for (int64_t t = t0; t < t0 + group_len; ++t)
-        for (int64_t e = 0; e < E_; ++e)
-          dprobs_.data()[t * E_ + e] = float(coef * f[e] / double(group_len) / double(groups) * grad_scale);
+      for (int64_t i = 0; i < Ts; ++i)
+        for (int64_t e = 0; e < E_; ++e) {
+          partial[0] += coef * f[e] * probs[i * E_ + e] / double(T);
+          dprobs_.data()[i * E_ + e] = float(coef * f[e] / double(T) * grad_scale);
+        }
     }
-    aux.lbl = lbl;
   }
   has_dlse_ = cfg_.z_loss_coef > 0;
   if (has_dlse_) {
-    dlse_.resize({T});
-    double z = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      double l = lse_.data()[t];
-      z += l * l;
-      dlse_.data()[t] = float(cfg_.z_loss_coef * 2.0 * l / double(T) * grad_scale);
+    dlse_.resize({Ts});
+    for (int64_t i = 0; i < Ts; ++i) {
+      const double l = lse_.data()[i];
+      partial[1] += cfg_.z_loss_coef * l * l / double(T);
+      dlse_.data()[i] = float(cfg_.z_loss_coef * 2.0 * l / double(T) * grad_scale);
     }
-    aux.z = cfg_.z_loss_coef * z / double(T);
   }
+  if (tp->size() > 1) tp->all_reduce_sum(partial, 2);
+  aux.lbl = partial[0];
+  aux.z = partial[1];
 }
 
-void MoeLayer::backward(const float* dy, float* da) {
-  const int64_t T = T_;
+void MoeLayer::backward(const float* dy_full, float* da_full) {
+  const int64_t Ts = Ts_, P = groups_.tp->size();
+  const float* dy = dy_full + t0_ * D_;
+  float* da = P > 1 ? (slice_out_.resize({Ts, D_}), slice_out_.data()) : da_full;
   {
     ScopedPhase phase("experts_bwd");
-    dweights_.resize({T, K_});
+    dweights_.resize({Ts, K_});
     // Unorder: dye (in place of ye) and routing-weight gradients.
-    moe_unorder_backward(dy, ye_.data(), slot_.data(), weights_.data(), T, K_, D_, ye_.data(), dweights_.data());
+    moe_unorder_backward(dy, ye_.data(), slot_.data(), weights_.data(), Ts, K_, D_, ye_.data(), dweights_.data());
     // Expert backward: dye (in ye_) -> dxs (in place of xs_), through the dispatcher when ep > 1
     // (the backward of combine is dispatch and vice versa).
     if (dispatcher_) {
@@ -163,18 +196,22 @@ void MoeLayer::backward(const float* dy, float* da) {
     } else {
       experts_.backward(ye_.data(), xs_.data());
     }
-    moe_gather_backward(xs_.data(), slot_.data(), T, K_, D_, da);
+    moe_gather_backward(xs_.data(), slot_.data(), Ts, K_, D_, da);
   }
   {
     ScopedPhase phase("router_bwd");
-    dlogits_.resize({T, E_});
+    dlogits_.resize({Ts, E_});
     router_backward(logits_.data(), scores_.data(), probs_.data(), lse_.data(), idx_.data(), dweights_.data(),
-                    has_dprobs_ ? dprobs_.data() : nullptr, has_dlse_ ? dlse_.data() : nullptr, T, E_, K_,
+                    has_dprobs_ ? dprobs_.data() : nullptr, has_dlse_ ? dlse_.data() : nullptr, Ts, E_, K_,
                     cfg_.score == "sigmoid", cfg_.norm_topk, dlogits_.data());
-    gemm(true, false, E_, D_, T, 1.0f, dlogits_.data(), E_, a_, D_, 1.0f, router_.grad.data(), D_);
-    gemm(false, false, T, D_, E_, 1.0f, dlogits_.data(), E_, router_.value.data(), D_, 1.0f, da, D_);
+    gemm(true, false, E_, D_, Ts, 1.0f, dlogits_.data(), E_, a_, D_, 1.0f, router_.grad.data(), D_);
+    gemm(false, false, Ts, D_, E_, 1.0f, dlogits_.data(), E_, router_.value.data(), D_, 1.0f, da, D_);
   }
   if (shared_) shared_->backward(dy, da, /*accumulate=*/true);
+  if (P > 1) {
+    ScopedPhase phase("tp_gather");
+    groups_.tp->all_gather(da, da_full, Ts * D_);
+  }
 }
 
 void MoeLayer::end_step() {

@@ -4,7 +4,6 @@
 #include "core/error.h"
 #include "core/rng.h"
 
-#include <algorithm>
 
 namespace moe {
 
@@ -21,16 +20,18 @@ Param& ParamStore::add(const std::string& name, const Shape& shape, Init init, d
   return params_.back();
 }
 
-Param& ParamStore::add_expert(const std::string& name, const Shape& full_shape, int64_t dim0, int64_t dim0_offset,
-                              Init init, double init_std) {
-  MOE_CHECK(dim0_offset >= 0 && dim0_offset + dim0 <= full_shape.at(0),
-            "expert shard of '" << name << "' outside " << shape_str(full_shape));
+Param& ParamStore::add_split(const std::string& name, const Shape& full_shape, Split split, int dim, int parts,
+                             int index, Init init, double init_std) {
+  MOE_CHECK(dim >= 0 && dim < int(full_shape.size()) && parts >= 1 && full_shape[dim] % parts == 0,
+            "parameter '" << name << "' " << shape_str(full_shape) << " cannot be split in " << parts
+                          << " along dimension " << dim);
   Shape local = full_shape;
-  local[0] = dim0;
+  local[dim] = full_shape[dim] / parts;
   Param& p = add(name, local, init, init_std);
   p.full_shape = full_shape;
-  p.dim0_offset = dim0_offset;
-  p.expert = true;
+  p.split = split;
+  p.shard_dim = dim;
+  p.shard_offset = int64_t(index) * local[dim];
   return p;
 }
 
@@ -72,11 +73,18 @@ void ParamStore::initialize(uint64_t seed) {
     } else if (p.init == Init::Zeros) {
       p.value.zero();
     } else {
-      // Element i of this rank's rows is element first + i of the logical tensor.
+      // Local element i is drawn as the element of the logical tensor it stands for.
       CounterRng rng(seed, p.name);
-      const uint64_t first = uint64_t(p.dim0_offset * (n / std::max<int64_t>(1, p.value.dim(0))));
+      const Shape& local = p.value.shape();
+      int64_t inner = 1;  // elements per step of shard_dim, in the local and in the full tensor
+      for (size_t d = size_t(p.shard_dim) + 1; d < local.size(); ++d) inner *= local[d];
+      const int64_t local_span = local[p.shard_dim] * inner, full_span = p.full_shape[p.shard_dim] * inner;
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i) v[i] = float(p.init_std * rng.normal(first + uint64_t(i)));
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t outer = i / local_span, within = i % local_span;
+        const int64_t global = outer * full_span + p.shard_offset * inner + within;
+        v[i] = float(p.init_std * rng.normal(uint64_t(global)));
+      }
     }
   }
   for (auto& b : buffers_) b.value.zero();

@@ -12,15 +12,24 @@ namespace moe {
 
 enum class Init { Normal, Ones, Zeros };
 
+// How a parameter is divided over ranks: not at all, over the tensor-parallel group (attention
+// heads, FFN columns/rows, vocabulary), or over the expert-parallel group (whole experts).
+enum class Split { None, Tp, Ep };
+
 struct Param {
   std::string name;  // e.g. "layers/0/attn/wq"; SPEC path under /model and /optim/exp_avg
-  Tensor value;      // this rank's part: the whole tensor, or rows [dim0_offset, +dim0) of it
+  Tensor value;      // this rank's part: the whole tensor, or a slice along shard_dim
   Tensor grad;
   Init init = Init::Normal;
   double init_std = 0.0;
-  Shape full_shape;         // the logical (SPEC, checkpoint) shape
-  int64_t dim0_offset = 0;  // where this rank's rows start along dimension 0
-  bool expert = false;      // an expert weight: sharded over the expert-parallel group
+  Shape full_shape;           // the logical (SPEC, checkpoint) shape
+  Split split = Split::None;
+  int shard_dim = 0;          // the dimension that is split
+  int64_t shard_offset = 0;   // where this rank's slice starts along shard_dim
+  // Replicated, but each tensor-parallel rank's gradient covers different tokens (the router and the
+  // shared experts run on a tp rank's slice of the tokens): gradients are summed over every rank.
+  bool token_sliced = false;
+  bool expert() const { return split == Split::Ep; }
   bool decay() const { return value.rank() >= 2; }  // AdamW decays parameters of rank >= 2 only
   bool sharded() const { return full_shape != value.shape(); }
 };
@@ -33,10 +42,10 @@ struct Buffer {
 class ParamStore {
  public:
   Param& add(const std::string& name, const Shape& shape, Init init, double init_std = 0.0);
-  // An expert weight of logical shape full_shape of which this rank holds rows
-  // [dim0_offset, dim0_offset + dim0) along dimension 0.
-  Param& add_expert(const std::string& name, const Shape& full_shape, int64_t dim0, int64_t dim0_offset, Init init,
-                    double init_std);
+  // A parameter of logical shape full_shape split into `parts` equal slices along `dim`, of which
+  // this rank holds slice `index`. parts == 1 gives the whole tensor (still marked with `split`).
+  Param& add_split(const std::string& name, const Shape& full_shape, Split split, int dim, int parts, int index,
+                   Init init, double init_std = 0.0);
   Buffer& add_buffer(const std::string& name, const Shape& shape);  // zero-initialised
 
   std::vector<Param*> params();

@@ -1,6 +1,7 @@
 // SwiGLU feed-forward layer.
 #include "model/swiglu_layer.h"
 
+#include "core/error.h"
 #include "core/profiler.h"
 #include "kernels/gemm.h"
 #include "kernels/swiglu.h"
@@ -8,12 +9,16 @@
 namespace moe {
 
 SwiGluLayer::SwiGluLayer(ParamStore& store, const std::string& prefix, int64_t D, int64_t F, double init_std,
-                         double out_init_std, const char* fwd_phase, const char* bwd_phase)
-    : w1_(store.add(prefix + "/w1", {F, D}, Init::Normal, init_std)),
-      w3_(store.add(prefix + "/w3", {F, D}, Init::Normal, init_std)),
-      w2_(store.add(prefix + "/w2", {D, F}, Init::Normal, out_init_std)),
+                         double out_init_std, const char* fwd_phase, const char* bwd_phase, Communicator* tp)
+    : tp_(tp && tp->size() > 1 ? tp : nullptr),
+      w1_(store.add_split(prefix + "/w1", {F, D}, tp ? Split::Tp : Split::None, 0, tp ? tp->size() : 1,
+                          tp ? tp->rank() : 0, Init::Normal, init_std)),
+      w3_(store.add_split(prefix + "/w3", {F, D}, tp ? Split::Tp : Split::None, 0, tp ? tp->size() : 1,
+                          tp ? tp->rank() : 0, Init::Normal, init_std)),
+      w2_(store.add_split(prefix + "/w2", {D, F}, tp ? Split::Tp : Split::None, 1, tp ? tp->size() : 1,
+                          tp ? tp->rank() : 0, Init::Normal, out_init_std)),
       D_(D),
-      F_(F),
+      F_(F / (tp ? tp->size() : 1)),
       fwd_phase_(fwd_phase),
       bwd_phase_(bwd_phase) {}
 
@@ -28,6 +33,11 @@ void SwiGluLayer::forward(const float* x, float* y, int64_t T) {
   gemm(false, true, T, F_, D_, 1.0f, x, D_, w3_.value.data(), D_, 0.0f, u_.data(), F_);
   swiglu_forward(g_.data(), u_.data(), h_.data(), T * F_);
   gemm(false, true, T, D_, F_, 1.0f, h_.data(), F_, w2_.value.data(), F_, 0.0f, y, D_);
+  if (tp_) tp_->all_reduce_sum(y, T * D_);
+}
+
+void SwiGluLayer::mark_token_sliced() {
+  for (Param* p : {&w1_, &w3_, &w2_}) p->token_sliced = true;
 }
 
 void SwiGluLayer::backward(const float* dy, float* dx, bool accumulate) {
@@ -42,6 +52,10 @@ void SwiGluLayer::backward(const float* dy, float* dx, bool accumulate) {
   gemm(true, false, F_, D_, T, 1.0f, u_.data(), F_, x_, D_, 1.0f, w3_.grad.data(), D_);
   gemm(false, false, T, D_, F_, 1.0f, g_.data(), F_, w1_.value.data(), D_, accumulate ? 1.0f : 0.0f, dx, D_);
   gemm(false, false, T, D_, F_, 1.0f, u_.data(), F_, w3_.value.data(), D_, 1.0f, dx, D_);
+  if (tp_) {
+    MOE_CHECK(!accumulate, "a tensor-parallel SwiGLU cannot accumulate into its input gradient");
+    tp_->all_reduce_sum(dx, T * D_);
+  }
 }
 
 }  // namespace moe

@@ -16,13 +16,13 @@ TransformerBlock::TransformerBlock(ParamStore& store, int layer, const ModelConf
     : D_(cfg.d_model),
       attn_norm_(store, layer_prefix(layer) + "/attn_norm", cfg.d_model, float(cfg.norm_eps)),
       ffn_norm_(store, layer_prefix(layer) + "/ffn_norm", cfg.d_model, float(cfg.norm_eps)),
-      attn_(store, layer_prefix(layer) + "/attn", cfg, cfg.n_layers) {
+      attn_(store, layer_prefix(layer) + "/attn", cfg, cfg.n_layers, groups.tp) {
   if (cfg.is_moe_layer(layer)) {
     moe_ = std::make_unique<MoeLayer>(store, layer_prefix(layer) + "/moe", cfg, cfg.n_layers, groups);
   } else {
     dense_ = std::make_unique<SwiGluLayer>(store, layer_prefix(layer) + "/ffn", cfg.d_model, cfg.ffn_hidden,
                                            cfg.init_std, cfg.init_std / std::sqrt(2.0 * cfg.n_layers),
-                                           "dense_ffn_fwd", "dense_ffn_bwd");
+                                           "dense_ffn_fwd", "dense_ffn_bwd", groups.tp);
   }
 }
 
@@ -69,14 +69,16 @@ void TransformerBlock::backward(float* dout, float* dx) {
   add(dout, dtmp_.data(), dx, n);
 }
 
-Transformer::Transformer(const ModelConfig& cfg, MoeGroups groups) : cfg_(cfg) {
-  embed_ = &store_.add("embed/weight", {cfg.vocab_size, cfg.d_model}, Init::Normal, cfg.init_std);
+Transformer::Transformer(const ModelConfig& cfg, MoeGroups groups) : cfg_(cfg), tp_(groups.tp) {
+  const int tp = groups.tp->size(), tp_rank = groups.tp->rank();
+  embed_ = &store_.add_split("embed/weight", {cfg.vocab_size, cfg.d_model}, Split::Tp, 0, tp, tp_rank, Init::Normal,
+                             cfg.init_std);
   for (int l = 0; l < cfg.n_layers; ++l) blocks_.push_back(std::make_unique<TransformerBlock>(store_, l, cfg, groups));
   final_norm_ = std::make_unique<RmsNormLayer>(store_, "final_norm", cfg.d_model, float(cfg.norm_eps));
-  lm_weight_ = cfg.tie_embeddings
-                   ? embed_
-                   : &store_.add("lm_head/weight", {cfg.vocab_size, cfg.d_model}, Init::Normal, cfg.init_std);
-  lm_head_ = std::make_unique<LmHead>(*lm_weight_, cfg.vocab_size, cfg.d_model);
+  lm_weight_ = cfg.tie_embeddings ? embed_
+                                  : &store_.add_split("lm_head/weight", {cfg.vocab_size, cfg.d_model}, Split::Tp, 0, tp,
+                                                      tp_rank, Init::Normal, cfg.init_std);
+  lm_head_ = std::make_unique<LmHead>(*lm_weight_, cfg.d_model, groups.tp);
 }
 
 MicroBatchLoss Transformer::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S,
@@ -92,7 +94,11 @@ MicroBatchLoss Transformer::forward_backward(const int32_t* tokens, const int32_
   MicroBatchLoss loss;
   {
     ScopedPhase phase("embedding_fwd");
-    embedding_forward(tokens, embed_->value.data(), acts_[0].data(), T, D);
+    const int64_t lo = embed_->shard_offset, rows = embed_->value.dim(0);
+    local_ids_.resize(T);
+    for (int64_t t = 0; t < T; ++t) local_ids_[t] = (tokens[t] >= lo && tokens[t] < lo + rows) ? int32_t(tokens[t] - lo) : -1;
+    embedding_forward(local_ids_.data(), embed_->value.data(), acts_[0].data(), T, D);
+    if (tp_->size() > 1) tp_->all_reduce_sum(acts_[0].data(), T * D);  // vocabulary shards
   }
   for (int64_t l = 0; l < L; ++l) {
     MoeAux aux = blocks_[l]->forward(acts_[l].data(), acts_[l + 1].data(), B, S, training, grad_scale);
@@ -112,7 +118,7 @@ MicroBatchLoss Transformer::forward_backward(const int32_t* tokens, const int32_
     if (layer_backward_hook_) layer_backward_hook_(int(l));
   }
   ScopedPhase phase("embedding_bwd");
-  embedding_backward(tokens, dtmp_.data(), embed_->grad.data(), T, D);
+  embedding_backward(local_ids_.data(), dtmp_.data(), embed_->grad.data(), T, D);
   return loss;
 }
 

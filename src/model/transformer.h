@@ -1,5 +1,7 @@
 // Decoder-only transformer of SPEC section 1: embedding, blocks (attention + dense SwiGLU or MoE),
-// final RMSNorm and LM head with cross-entropy. Hand-written forward and backward.
+// final RMSNorm and LM head with cross-entropy. Hand-written forward and backward. Under tensor
+// parallelism the embedding and LM head are split by vocabulary, attention by heads, dense FFNs by
+// columns; the residual stream and the norms are replicated on the tp ranks.
 #pragma once
 #include <functional>
 #include <memory>
@@ -70,6 +72,8 @@ class Transformer {
   std::unique_ptr<RmsNormLayer> final_norm_;
   Param* lm_weight_ = nullptr;
   std::unique_ptr<LmHead> lm_head_;
+  Communicator* tp_ = nullptr;
+  std::vector<int32_t> local_ids_;  // token ids within this rank's vocabulary shard, -1 outside
   std::vector<Tensor> acts_;  // residual stream: input of block l, l = 0..L
   Tensor hf_, dh_, dtmp_;
   std::function<void(int)> layer_backward_hook_;

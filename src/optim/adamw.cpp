@@ -13,7 +13,7 @@ AdamW::AdamW(const OptimConfig& cfg, std::vector<Param*> params, Communicator* z
   const bool zero = zero_group != nullptr && zero_group->size() > 1;
   std::vector<Param*> replicated;
   for (Param* p : params_) {
-    if (zero && !p->expert) {
+    if (zero && !p->expert()) {
       zero_index_.push_back(int(replicated.size()));
       replicated.push_back(p);
       m_.emplace_back();
@@ -31,18 +31,18 @@ void AdamW::reduce_scatter_gradients() {
   if (zero_) zero_->reduce_scatter_grads();
 }
 
-double AdamW::replicated_grad_sumsq() {
-  if (zero_) return zero_->grad_sumsq();  // this rank's disjoint shard: the caller sums over dp
-  double s = 0;
-  for (Param* p : params_)
-    if (!p->expert) s += sum_squares(p->grad.data(), p->grad.numel());
-  return s;
-}
-
-double AdamW::expert_grad_sumsq() const {
-  double s = 0;
-  for (Param* p : params_)
-    if (p->expert) s += sum_squares(p->grad.data(), p->grad.numel());
+AdamW::GradSumsq AdamW::grad_sumsq() const {
+  GradSumsq s;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (zero_index_[i] >= 0) continue;
+    const Param* p = params_[i];
+    double v = sum_squares(p->grad.data(), p->grad.numel());
+    (p->expert() ? s.expert : p->sharded() ? s.tp_split : s.replicated) += v;
+  }
+  if (zero_) {
+    s.tp_split += zero_->grad_sumsq(true);
+    s.replicated += zero_->grad_sumsq(false);
+  }
   return s;
 }
 

@@ -19,11 +19,14 @@ class AdamW {
   // ZeRO: collective; call after the gradients are complete and before step() (sums the replicated
   // parameters' gradients over the group). Without ZeRO: nothing.
   void reduce_scatter_gradients();
-  // Sum of squares of the replicated parameters' gradients: the whole (identical on every rank), or
-  // under ZeRO this rank's shard of it (sum over the group for the whole). And of this rank's experts.
-  double replicated_grad_sumsq();
+  // Sums of squares of this rank's gradients, by how the parameters are split: over tp (sum over the
+  // tp group for the whole), not split (identical on every rank: count once), over ep (sum over the
+  // ep group). Under ZeRO the first two are this rank's shard: sum them over the ZeRO group first.
+  struct GradSumsq {
+    double tp_split = 0, replicated = 0, expert = 0;
+  };
+  GradSumsq grad_sumsq() const;
   bool zero() const { return zero_ != nullptr; }
-  double expert_grad_sumsq() const;
   void scale_gradients(float s);  // clipping
   // Applies one update with learning rate lr; increments step_count(). Collective under ZeRO.
   void step(double lr);

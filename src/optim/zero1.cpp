@@ -42,7 +42,13 @@ void Zero1Shard::reduce_scatter_grads() {
   dp_->reduce_scatter_sum(flat_.data(), grad_shard_.data(), shard_);
 }
 
-double Zero1Shard::grad_sumsq() const { return sum_squares(grad_shard_.data(), shard_); }
+double Zero1Shard::grad_sumsq(bool tp_split) const {
+  double s = 0;
+  for_each_piece([&](size_t i, int64_t, int64_t count, int64_t at) {
+    if (params_[i]->sharded() == tp_split) s += sum_squares(grad_shard_.data() + at, count);
+  });
+  return s;
+}
 
 void Zero1Shard::scale_grads(float s) { scale_inplace(grad_shard_.data(), shard_, s); }
 

@@ -18,7 +18,9 @@ class Zero1Shard {
   const std::vector<Param*>& params() const { return params_; }
 
   void reduce_scatter_grads();  // collective: sums the gradients over dp into the owned shard
-  double grad_sumsq() const;    // sum of squares of the owned shard of the summed gradient
+  // Sum of squares of the owned shard of the summed gradient, over the parameters split over tp
+  // (tp_split = true) or the others.
+  double grad_sumsq(bool tp_split) const;
   void scale_grads(float s);
   // collective: AdamW on the owned shard, then every rank receives every updated value.
   void update(float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2);

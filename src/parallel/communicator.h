@@ -23,6 +23,7 @@ class Communicator {
   virtual void all_reduce_sum(float* data, int64_t n) = 0;  // in place
   virtual void all_reduce_sum(double* data, int64_t n) = 0;
   virtual void all_reduce_sum(int64_t* data, int64_t n) = 0;
+  virtual void all_reduce_max(float* data, int64_t n) = 0;  // in place
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
   // out: [size * n] receives every rank's n elements in rank order.
   virtual void all_gather(const float* in, float* out, int64_t n) = 0;

@@ -1,6 +1,7 @@
 // Bucketed data-parallel gradient reduction.
 #include "parallel/grad_sync.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/profiler.h"
@@ -12,17 +13,19 @@ static int layer_of(const std::string& name) {
   return std::stoi(name.substr(7, name.find('/', 7) - 7));
 }
 
-GradSync::GradSync(const std::vector<Param*>& params, Communicator* dense_group, Communicator* expert_group) {
-  active_ = (dense_group && dense_group->size() > 1) || expert_group->size() > 1;
+GradSync::GradSync(const std::vector<Param*>& params, const std::function<Communicator*(const Param&)>& group_of) {
   for (Param* p : params) {
-    if (!p->expert && !dense_group) continue;
-    auto& pair = buckets_[layer_of(p->name)];
-    if (pair.empty()) {
-      pair.resize(2);
-      pair[0].group = dense_group;
-      pair[1].group = expert_group;
+    Communicator* g = group_of(*p);
+    if (!g || g->size() == 1) continue;
+    active_ = true;
+    auto& list = buckets_[layer_of(p->name)];
+    auto it = std::find_if(list.begin(), list.end(), [&](const Bucket& b) { return b.group == g; });
+    if (it == list.end()) {
+      list.emplace_back();
+      list.back().group = g;
+      it = list.end() - 1;
     }
-    pair[p->expert ? 1 : 0].params.push_back(p);
+    it->params.push_back(p);
   }
 }
 

@@ -1,10 +1,12 @@
-// Data-parallel gradient reduction in buckets: one bucket per transformer layer (dense and expert
-// parameters apart) plus one for the rest. A bucket's all-reduce starts as soon as its layer's
+// Gradient reduction in buckets: one bucket per (transformer layer, reduction group) plus one per
+// group for the parameters outside the layers. A bucket's all-reduce starts as soon as its layer's
 // backward is done (non-blocking), so it can run while earlier layers are still in backward;
-// finish() waits for all. Dense gradients are summed over the dp group, expert gradients over the
-// expert-data-parallel group (the ranks holding the same experts). The gradients are already scaled
-// by 1 / (micro-batches x dp), so a sum gives the gradient of the global objective.
+// finish() waits for all. The group of each parameter comes from group_of (nullptr: not reduced
+// here), e.g. dp for replicated weights, the expert-dp group for experts, the world for weights that
+// see only a tp rank's token slice. The gradients are already scaled by 1 / (micro-batches x dp),
+// so a sum gives the gradient of the global objective.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -16,8 +18,7 @@ namespace moe {
 
 class GradSync {
  public:
-  // dense_group == nullptr: the replicated parameters are reduced elsewhere (ZeRO-1 reduce-scatter).
-  GradSync(const std::vector<Param*>& params, Communicator* dense_group, Communicator* expert_group);
+  GradSync(const std::vector<Param*>& params, const std::function<Communicator*(const Param&)>& group_of);
   void start_layer(int layer);  // parameters named layers/<layer>/...
   void start_rest();            // every bucket not yet started
   void finish();                // waits, copies the sums back into the gradients
@@ -34,7 +35,7 @@ class GradSync {
   void start(Bucket& b);
 
   bool active_ = false;
-  std::map<int, std::vector<Bucket>> buckets_;  // layer (-1: not in a layer) -> dense, expert
+  std::map<int, std::vector<Bucket>> buckets_;  // layer (-1: not in a layer) -> one bucket per group
 };
 
 }  // namespace moe

@@ -20,6 +20,7 @@ class LocalCommunicator final : public Communicator {
   void all_reduce_sum(float*, int64_t) override {}
   void all_reduce_sum(double*, int64_t) override {}
   void all_reduce_sum(int64_t*, int64_t) override {}
+  void all_reduce_max(float*, int64_t) override {}
   void broadcast(void*, int64_t, int root) override { MOE_CHECK(root == 0, "broadcast root " << root << " of 1 rank"); }
   void all_gather(const float* in, float* out, int64_t n) override {
     if (in != out) std::memcpy(out, in, sizeof(float) * n);

@@ -57,6 +57,9 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(int64_t* data, int64_t n) override {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_INT64_T, MPI_SUM, comm_), "all_reduce");
   }
+  void all_reduce_max(float* data, int64_t n) override {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_MAX, comm_), "all_reduce max");
+  }
   std::unique_ptr<PendingOp> all_reduce_sum_async(float* data, int64_t n) override {
     MPI_Request r;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_SUM, comm_, &r), "iallreduce");

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 #include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "parallel/shard_gather.h"
 #include "train/hdf5_io.h"
 
 namespace moe {
@@ -49,18 +51,8 @@ std::optional<std::string> find_latest_checkpoint(const std::string& dir) {
   return all.back().second;
 }
 
-// A tensor at its full logical shape: the local tensor itself, or the expert shards gathered over ep.
-static Tensor full_tensor(const Param& p, const Tensor& local, Communicator* ep) {
-  if (!p.sharded()) return local;
-  MOE_CHECK(ep != nullptr && ep->size() * local.dim(0) == p.full_shape[0],
-            "parameter '" << p.name << "' is sharded but no matching expert-parallel group was given");
-  Tensor full = Tensor::empty(p.full_shape);
-  ep->all_gather(local.data(), full.data(), local.numel());
-  return full;
-}
-
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            AdamW* optim, int keep, Communicator* ep, bool writer) {
+                            AdamW* optim, int keep, ShardGroups groups, bool writer) {
   const std::string final_path = checkpoint_path(dir, meta.step);
   const std::string tmp_path = final_path + ".tmp";
   std::optional<H5File> f;
@@ -78,7 +70,7 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
   }
   // Every rank walks the same tensors in the same order: the gathers are collective.
   auto put = [&](const std::string& path, const Param& p, const Tensor& local) {
-    Tensor full = full_tensor(p, local, ep);
+    Tensor full = gather_full_tensor(p, local, groups);
     if (f) f->write_floats(path, full.shape(), full.data());
   };
   for (Param* p : params.params()) put("/model/" + p->name, *p, p->value);
@@ -145,7 +137,7 @@ CheckpointMeta load_checkpoint(const std::string& path, ParamStore& params, Adam
   auto read = [&](const std::string& path, const Param& p) {
     Tensor t = Tensor::empty(p.value.shape());
     if (p.sharded()) {
-      f.read_floats_rows(path, p.dim0_offset, p.value.dim(0), t.data());
+      f.read_floats_slice(path, p.shard_dim, p.shard_offset, p.value.dim(p.shard_dim), t.data());
     } else {
       f.read_floats(path, t.data());
     }

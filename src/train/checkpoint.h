@@ -8,7 +8,7 @@
 
 #include "model/params.h"
 #include "optim/adamw.h"
-#include "parallel/communicator.h"
+#include "parallel/shard_gather.h"
 
 namespace moe {
 
@@ -25,11 +25,11 @@ struct CheckpointMeta {
 std::string checkpoint_path(const std::string& dir, int64_t step);  // <dir>/step_00000012.h5
 
 // Writes the model (parameters and buffers) and, when optim is non-null, the AdamW moments, every
-// tensor at its full logical shape. Collective over `ep` (expert shards are gathered over it; null
-// for one rank) and, under ZeRO-1, over dp (moment shards); only the rank with `writer` set writes. Returns the final path. Deletes all but the
+// tensor at its full logical shape. Collective: shards are gathered over the tp and ep groups and,
+// under ZeRO-1, moment shards over dp; only the rank with `writer` set writes. Returns the final path. Deletes all but the
 // `keep` newest step files afterwards.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            AdamW* optim, int keep, Communicator* ep = nullptr, bool writer = true);
+                            AdamW* optim, int keep, ShardGroups groups = {}, bool writer = true);
 
 // Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& dir);

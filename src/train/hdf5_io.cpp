@@ -113,21 +113,22 @@ void H5File::read_floats(const std::string& object_path, float* data) const {
                            << " failed (checksum mismatch, truncated or corrupt file)");
 }
 
-void H5File::read_floats_rows(const std::string& object_path, int64_t row0, int64_t rows, float* data) const {
+void H5File::read_floats_slice(const std::string& object_path, int dim, int64_t offset, int64_t count_d,
+                               float* data) const {
   Handle dset{H5Dopen2(id_, object_path.c_str(), H5P_DEFAULT), H5Dclose};
   MOE_CHECK(dset.id >= 0, "checkpoint '" << path_ << "': dataset " << object_path << " is missing");
   Handle fspace{H5Dget_space(dset.id), H5Sclose};
   int nd = H5Sget_simple_extent_ndims(fspace.id);
-  MOE_CHECK(nd >= 1, "checkpoint '" << path_ << "': " << object_path << " has no rows to slice");
+  MOE_CHECK(nd > dim, "checkpoint '" << path_ << "': " << object_path << " has no dimension " << dim << " to slice");
   std::vector<hsize_t> dims(nd), start(nd, 0), count(nd);
   H5Sget_simple_extent_dims(fspace.id, dims.data(), nullptr);
   count = dims;
-  start[0] = hsize_t(row0);
-  count[0] = hsize_t(rows);
+  start[dim] = hsize_t(offset);
+  count[dim] = hsize_t(count_d);
   H5Sselect_hyperslab(fspace.id, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
   Handle mspace{H5Screate_simple(nd, count.data(), nullptr), H5Sclose};
   MOE_CHECK(H5Dread(dset.id, H5T_NATIVE_FLOAT, mspace.id, fspace.id, H5P_DEFAULT, data) >= 0,
-            "checkpoint '" << path_ << "': reading rows of " << object_path
+            "checkpoint '" << path_ << "': reading a slice of " << object_path
                            << " failed (checksum mismatch, truncated or corrupt file)");
 }
 

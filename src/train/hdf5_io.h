@@ -28,8 +28,8 @@ class H5File {
   void write_floats(const std::string& object_path, const std::vector<int64_t>& shape, const float* data);
   std::vector<int64_t> dataset_shape(const std::string& object_path) const;
   void read_floats(const std::string& object_path, float* data) const;
-  // Rows [row0, row0 + rows) along dimension 0 only (a shard), through an HDF5 hyperslab.
-  void read_floats_rows(const std::string& object_path, int64_t row0, int64_t rows, float* data) const;
+  // The slice [offset, offset + count) along dimension `dim` only (a shard), through an HDF5 hyperslab.
+  void read_floats_slice(const std::string& object_path, int dim, int64_t offset, int64_t count, float* data) const;
 
   // Attributes on an object ("/" for the root).
   void set_attr(const std::string& object_path, const std::string& name, const std::string& value);

@@ -39,7 +39,7 @@ int run_bench(int argc, char** argv, Communicator& world) {
   cfg.finalize(world.size(), /*need_data=*/false);
   const auto& t = cfg.train;
   ParallelGroups groups = ParallelGroups::build(world, cfg);
-  Transformer model(cfg.model, MoeGroups(groups.dp.get(), groups.ep.get()));
+  Transformer model(cfg.model, MoeGroups(groups.world, groups.ep.get(), groups.tp.get()));
   model.params().initialize(uint64_t(cfg.run.seed));
   AdamW optim(cfg.optim, model.params().params(), cfg.parallel.zero == 1 ? groups.dp.get() : nullptr);
   StepRunner runner(cfg, groups, model, optim);

@@ -15,7 +15,14 @@ StepRunner::StepRunner(const Config& cfg, ParallelGroups& groups, Transformer& m
       groups_(groups),
       model_(model),
       optim_(optim),
-      sync_(model.params().params(), optim.zero() ? nullptr : groups.dp.get(), groups.expert_dp.get()),
+      sync_(model.params().params(),
+            [&](const Param& p) -> Communicator* {
+              if (p.expert()) return groups.expert_dp.get();
+              // Weights that see only a tp rank's token slice sum over every rank; under ZeRO-1 the
+              // dp part of every replicated gradient's sum is the reduce-scatter.
+              if (p.token_sliced) return optim.zero() ? groups.tp.get() : groups.world;
+              return optim.zero() ? nullptr : groups.dp.get();
+            }),
       accum_steps_(cfg.grad_accum_steps(groups.world->size())),
       dp_(groups.dp_size) {
   tokens_.resize(size_t(cfg.train.micro_batch) * cfg.train.seq_len);
@@ -62,14 +69,15 @@ StepResult StepRunner::run(int64_t step, const BatchFiller& fill) {
   return r;
 }
 
-// Every parameter once: replicated gradients are identical on every rank after the sync (or, under
-// ZeRO-1, split into disjoint shards summed over dp); expert gradients are split over the ep group.
+// Every parameter once: replicated gradients are identical on every rank after the sync and count
+// once; tp-split ones are summed over tp, experts over ep; under ZeRO-1 the shards first over dp.
 double StepRunner::global_norm() {
-  double replicated = optim_.replicated_grad_sumsq();
-  if (optim_.zero()) groups_.dp->all_reduce_sum(&replicated, 1);
-  double expert = optim_.expert_grad_sumsq();
-  groups_.ep->all_reduce_sum(&expert, 1);
-  return std::sqrt(replicated + expert);
+  AdamW::GradSumsq s = optim_.grad_sumsq();
+  double v[2] = {s.tp_split, s.replicated};
+  if (optim_.zero()) groups_.dp->all_reduce_sum(v, 2);
+  groups_.tp->all_reduce_sum(&v[0], 1);
+  groups_.ep->all_reduce_sum(&s.expert, 1);
+  return std::sqrt(v[0] + v[1] + s.expert);
 }
 
 }  // namespace moe

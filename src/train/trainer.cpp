@@ -49,9 +49,9 @@ int Trainer::run() {
 
   // ---- layout, model and optimizer ----
   ParallelGroups groups = ParallelGroups::build(world_, cfg_);
-  log_info(strformat("[parallel] %d ranks: dp %d x tp %d, ep %d", world, groups.dp_size, groups.tp,
+  log_info(strformat("[parallel] %d ranks: dp %d x tp %d, ep %d", world, groups.dp_size, groups.tp_size,
                      cfg_.parallel.ep));
-  Transformer model(cfg_.model, MoeGroups(groups.dp.get(), groups.ep.get()));
+  Transformer model(cfg_.model, MoeGroups(groups.world, groups.ep.get(), groups.tp.get()));
   model.params().initialize(uint64_t(cfg_.run.seed));
   AdamW optim(cfg_.optim, model.params().params(), cfg_.parallel.zero == 1 ? groups.dp.get() : nullptr);
   log_info(strformat("[model] %lld parameters, %lld active matmul parameters per token",
@@ -124,7 +124,7 @@ int Trainer::run() {
       ScopedPhase phase("checkpoint");
       CheckpointMeta meta{done, sm.tokens_seen, done * int64_t(t.global_batch), resolved};
       std::string path = save_checkpoint(cfg_.checkpoint.dir, meta, model.params(), &optim, cfg_.checkpoint.keep,
-                                         groups.ep.get(), rank == 0);
+                                         {groups.tp.get(), groups.ep.get()}, rank == 0);
       log_info("[checkpoint] saved " + path);
     }
     sm.step_ms = now_ms() - t0;
