@@ -30,12 +30,18 @@ DispatchTiming time_dispatch_combine(Communicator& ep, int64_t num_experts, int6
   for (auto r : recv) total_recv += r;
   std::vector<float> staging(total_recv), local;
 
+  // Median over repetitions (robust to a scheduler hiccup), then the slowest rank.
   auto time_it = [&](auto&& body) {
     body();  // warm-up
-    ep.barrier();
-    double t0 = now_ms();
-    for (int r = 0; r < reps; ++r) body();
-    double ms = (now_ms() - t0) / reps;
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) {
+      ep.barrier();
+      double t0 = now_ms();
+      body();
+      times.push_back(now_ms() - t0);
+    }
+    std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
+    double ms = times[reps / 2];
     double worst = ms;
     std::vector<float> all(P);
     float mine = float(ms);

@@ -1,6 +1,6 @@
 // Micro-benchmark of the MoE exchange: TokenDispatcher dispatch + combine of `rows` rows of width D
 // per rank, routed uniformly at random over E experts, against two bare all-to-all-v calls moving
-// the same bytes (there and back). Collective over `ep`. Times are the mean over `reps`, max over ranks.
+// the same bytes (there and back). Collective over `ep`. Times: median over `reps`, slowest rank.
 #pragma once
 #include <cstdint>
 

@@ -99,7 +99,7 @@ int run_bench(int argc, char** argv, Communicator& world) {
   if (cfg.parallel.ep > 1) {
     DispatchTiming d = time_dispatch_combine(*groups.ep, cfg.model.moe.num_experts,
                                              int64_t(t.micro_batch) * t.seq_len * cfg.model.moe.top_k,
-                                             cfg.model.d_model, 20);
+                                             cfg.model.d_model, 50);
     if (root)
       std::printf("dispatch + combine: %.3f ms; bare MPI_Alltoallv there and back, same bytes: %.3f ms; ratio %.2f\n",
                   d.dispatch_combine_ms, d.bare_ms, d.dispatch_combine_ms / d.bare_ms);
