@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "parallel/communicator.h"
+#include "parallel/mpi_handle.h"
 
 namespace moe {
 namespace {
@@ -99,6 +100,7 @@ class MpiCommunicator final : public Communicator {
     check_mpi(MPI_Comm_split(comm_, color, key, &sub), "comm_split");
     return std::make_unique<MpiCommunicator>(sub, true);
   }
+  MPI_Comm comm() const { return comm_; }
   [[noreturn]] void abort(int code) override {
     MPI_Abort(comm_, code);
     std::abort();
@@ -111,6 +113,13 @@ class MpiCommunicator final : public Communicator {
 };
 
 }  // namespace
+
+bool mpi_comm_of(Communicator& c, MPI_Comm* out) {
+  auto* m = dynamic_cast<MpiCommunicator*>(&c);
+  if (!m) return false;
+  *out = m->comm();
+  return true;
+}
 
 std::unique_ptr<Communicator> make_mpi_world_communicator() {
   int initialized = 0;

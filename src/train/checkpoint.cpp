@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
-#include "parallel/shard_gather.h"
+#include "parallel/mpi_handle.h"
 #include "train/hdf5_io.h"
 
 namespace moe {
@@ -51,48 +51,62 @@ std::optional<std::string> find_latest_checkpoint(const std::string& dir) {
   return all.back().second;
 }
 
-std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            AdamW* optim, int keep, ShardGroups groups, bool writer) {
+// Which rank writes a parameter's slice: the first replica of each slice.
+static bool writes(const Param& p, const CheckpointComms& c) {
+  const int r = c.world ? c.world->rank() : 0;
+  if (!p.sharded()) return r == 0;
+  if (p.split == Split::Ep) return r < (c.ep ? c.ep->size() : 1);   // expert-dp rank 0
+  return r < (c.tp ? c.tp->size() : 1);                              // dp rank 0
+}
+
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params, AdamW* optim,
+                            int keep, CheckpointComms comms) {
   const std::string final_path = checkpoint_path(dir, meta.step);
   const std::string tmp_path = final_path + ".tmp";
-  std::optional<H5File> f;
-  if (writer) {
+  const bool root = !comms.world || comms.world->rank() == 0;
+  MPI_Comm mpi_comm;
+  const bool parallel = comms.world && comms.world->size() > 1 && mpi_comm_of(*comms.world, &mpi_comm);
+  MOE_CHECK(parallel || !comms.world || comms.world->size() == 1,
+            "checkpoint: several ranks but no MPI communicator to write '" << final_path << "' with");
+  if (root) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     MOE_CHECK(!ec, "checkpoint.dir '" << dir << "' cannot be created: " << ec.message());
-    f.emplace(H5File::create(tmp_path));
-    f->set_attr("/", "format", std::string(kCheckpointFormat));
-    f->set_attr("/", "version", kCheckpointVersion);
-    f->set_attr("/", "step", meta.step);
-    f->set_attr("/", "tokens_seen", meta.tokens_seen);
-    f->set_attr("/", "consumed_samples", meta.consumed_samples);
-    f->set_attr("/", "config", meta.config_yaml);
   }
-  // Every rank walks the same tensors in the same order: the gathers are collective.
-  auto put = [&](const std::string& path, const Param& p, const Tensor& local) {
-    Tensor full = gather_full_tensor(p, local, groups);
-    if (f) f->write_floats(path, full.shape(), full.data());
-  };
-  for (Param* p : params.params()) put("/model/" + p->name, *p, p->value);
-  if (f)
-    for (Buffer* b : params.buffers()) f->write_floats("/model/" + b->name, b->value.shape(), b->value.data());
-  if (optim) {
-    const auto& ps = optim->params();
-    for (size_t i = 0; i < ps.size(); ++i) {
-      put("/optim/exp_avg/" + ps[i]->name, *ps[i], optim->moment(i, 0));
-      put("/optim/exp_avg_sq/" + ps[i]->name, *ps[i], optim->moment(i, 1));
+  if (parallel) comms.world->barrier();  // the directory exists before anyone opens the file
+  {
+    H5File f = parallel ? H5File::create_parallel(tmp_path, mpi_comm) : H5File::create(tmp_path);
+    f.set_attr("/", "format", std::string(kCheckpointFormat));
+    f.set_attr("/", "version", kCheckpointVersion);
+    f.set_attr("/", "step", meta.step);
+    f.set_attr("/", "tokens_seen", meta.tokens_seen);
+    f.set_attr("/", "consumed_samples", meta.consumed_samples);
+    f.set_attr("/", "config", meta.config_yaml);
+    auto put = [&](const std::string& path, const Param& p, const Tensor& local) {
+      f.write_floats_slice(path, p.full_shape, p.shard_dim, p.shard_offset, local.shape(), local.data(), writes(p, comms));
+    };
+    for (Param* p : params.params()) put("/model/" + p->name, *p, p->value);
+    for (Buffer* b : params.buffers()) f.write_floats("/model/" + b->name, b->value.shape(), b->value.data(), root);
+    if (optim) {
+      const auto& ps = optim->params();
+      for (size_t i = 0; i < ps.size(); ++i) {
+        put("/optim/exp_avg/" + ps[i]->name, *ps[i], optim->moment(i, 0));  // collective under ZeRO
+        put("/optim/exp_avg_sq/" + ps[i]->name, *ps[i], optim->moment(i, 1));
+      }
+      f.set_attr("/optim", "step", optim->step_count());
     }
-    if (f) f->set_attr("/optim", "step", optim->step_count());
+    f.close();
   }
-  if (!f) return final_path;
-  f->close();
-  fsync_path(tmp_path, false);
-  std::error_code ec;
-  fs::rename(tmp_path, final_path, ec);
-  MOE_CHECK(!ec, "checkpoint '" << final_path << "': rename from temporary failed: " << ec.message());
-  fsync_path(dir, true);
-  auto all = list_checkpoints(dir);
-  for (size_t i = 0; i + size_t(keep) < all.size(); ++i) fs::remove(all[i].second, ec);
+  if (root) {
+    fsync_path(tmp_path, false);
+    std::error_code ec;
+    fs::rename(tmp_path, final_path, ec);
+    MOE_CHECK(!ec, "checkpoint '" << final_path << "': rename from temporary failed: " << ec.message());
+    fsync_path(dir, true);
+    auto all = list_checkpoints(dir);
+    for (size_t i = 0; i + size_t(keep) < all.size(); ++i) fs::remove(all[i].second, ec);
+  }
+  if (parallel) comms.world->barrier();  // complete for everybody once rank 0 renamed it
   return final_path;
 }
 

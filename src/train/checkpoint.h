@@ -8,7 +8,7 @@
 
 #include "model/params.h"
 #include "optim/adamw.h"
-#include "parallel/shard_gather.h"
+#include "parallel/communicator.h"
 
 namespace moe {
 
@@ -24,12 +24,21 @@ struct CheckpointMeta {
 
 std::string checkpoint_path(const std::string& dir, int64_t step);  // <dir>/step_00000012.h5
 
+// The groups a save runs over: world (null: one rank), tp and ep (null: size 1).
+struct CheckpointComms {
+  Communicator* world = nullptr;
+  Communicator* tp = nullptr;
+  Communicator* ep = nullptr;
+};
+
 // Writes the model (parameters and buffers) and, when optim is non-null, the AdamW moments, every
-// tensor at its full logical shape. Collective: shards are gathered over the tp and ep groups and,
-// under ZeRO-1, moment shards over dp; only the rank with `writer` set writes. Returns the final path. Deletes all but the
-// `keep` newest step files afterwards.
+// tensor at its full logical shape. Collective over the world: with several MPI ranks the file is
+// written through parallel HDF5 (MPI-IO), each slice of a split tensor by the rank that owns it
+// (replicas: the first one) and replicated tensors by rank 0; ZeRO-1 moment shards are gathered over
+// dp first. Rank 0 then fsyncs, renames and deletes all but the `keep` newest step files. Returns
+// the final path.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
-                            AdamW* optim, int keep, ShardGroups groups = {}, bool writer = true);
+                            AdamW* optim, int keep, CheckpointComms comms = {});
 
 // Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& dir);

@@ -33,6 +33,15 @@ H5File H5File::create(const std::string& path) {
   return H5File(id, path);
 }
 
+H5File H5File::create_parallel(const std::string& path, MPI_Comm comm) {
+  quiet_hdf5();
+  Handle fapl{H5Pcreate(H5P_FILE_ACCESS), H5Pclose};
+  H5Pset_fapl_mpio(fapl.id, comm, MPI_INFO_NULL);
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id);
+  MOE_CHECK(id >= 0, "checkpoint '" << path << "': cannot be created (parallel HDF5)");
+  return H5File(id, path, true);
+}
+
 H5File H5File::open_read(const std::string& path) {
   quiet_hdf5();
   FILE* f = std::fopen(path.c_str(), "rb");
@@ -43,7 +52,9 @@ H5File H5File::open_read(const std::string& path) {
   return H5File(id, path);
 }
 
-H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)) { other.id_ = -1; }
+H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)), parallel_(other.parallel_) {
+  other.id_ = -1;
+}
 
 H5File::~H5File() {
   if (id_ >= 0) H5Fclose(id_);
@@ -68,28 +79,43 @@ bool H5File::exists(const std::string& object_path) const {
   }
 }
 
-void H5File::write_floats(const std::string& object_path, const std::vector<int64_t>& shape, const float* data) {
-  std::vector<hsize_t> dims(shape.begin(), shape.end());
+void H5File::write_floats_slice(const std::string& object_path, const std::vector<int64_t>& full_shape, int dim,
+                                int64_t offset, const std::vector<int64_t>& local_shape, const float* data,
+                                bool active) {
+  std::vector<hsize_t> dims(full_shape.begin(), full_shape.end());
   Handle space{H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose};
   Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
   H5Pset_create_intermediate_group(lcpl.id, 1);
   Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
   // Chunk = the whole tensor capped near 4 MiB (leading dimension cut), so Fletcher32 covers it.
   int64_t n = 1;
-  for (auto d : shape) n *= d;
-  if (n > 0) {
+  for (auto d : full_shape) n *= d;
+  if (n > 0 && !dims.empty()) {
     std::vector<hsize_t> chunk(dims);
-    int64_t inner = n / (shape.empty() ? 1 : shape[0]);
-    if (!chunk.empty()) chunk[0] = hsize_t(std::max<int64_t>(1, std::min<int64_t>(shape[0], (1 << 20) / std::max<int64_t>(1, inner))));
-    if (!chunk.empty()) {
-      H5Pset_chunk(dcpl.id, int(chunk.size()), chunk.data());
-      H5Pset_fletcher32(dcpl.id);
-    }
+    int64_t inner = n / full_shape[0];
+    chunk[0] = hsize_t(std::max<int64_t>(1, std::min<int64_t>(full_shape[0], (1 << 20) / std::max<int64_t>(1, inner))));
+    H5Pset_chunk(dcpl.id, int(chunk.size()), chunk.data());
+    H5Pset_fletcher32(dcpl.id);
   }
   Handle dset{H5Dcreate2(id_, object_path.c_str(), H5T_IEEE_F32LE, space.id, lcpl.id, dcpl.id, H5P_DEFAULT),
               H5Dclose};
   MOE_CHECK(dset.id >= 0, "checkpoint '" << path_ << "': cannot create dataset " << object_path);
-  MOE_CHECK(H5Dwrite(dset.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
+  if (n == 0) return;
+  Handle fspace{H5Dget_space(dset.id), H5Sclose};
+  std::vector<hsize_t> mdims(local_shape.begin(), local_shape.end());
+  Handle mspace{H5Screate_simple(int(mdims.size()), mdims.data(), nullptr), H5Sclose};
+  if (active) {
+    std::vector<hsize_t> start(dims.size(), 0), count(dims);
+    start[dim] = hsize_t(offset);
+    count[dim] = hsize_t(local_shape[dim]);
+    H5Sselect_hyperslab(fspace.id, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  } else {
+    H5Sselect_none(fspace.id);
+    H5Sselect_none(mspace.id);
+  }
+  Handle xfer{H5Pcreate(H5P_DATASET_XFER), H5Pclose};
+  if (parallel_) H5Pset_dxpl_mpio(xfer.id, H5FD_MPIO_COLLECTIVE);  // filtered datasets need collective I/O
+  MOE_CHECK(H5Dwrite(dset.id, H5T_NATIVE_FLOAT, mspace.id, fspace.id, xfer.id, data) >= 0,
             "checkpoint '" << path_ << "': writing " << object_path << " failed");
 }
 

@@ -2,6 +2,7 @@
 // scalar attributes. Every failure throws moe::Error naming the file and the object.
 #pragma once
 #include <hdf5.h>
+#include <mpi.h>
 
 #include <cstdint>
 #include <optional>
@@ -13,6 +14,10 @@ namespace moe {
 class H5File {
  public:
   static H5File create(const std::string& path);    // truncates
+  // Every rank of comm opens the file together through MPI-IO (parallel HDF5). From then on every
+  // metadata call (attributes, dataset creation) and every write is collective: all ranks make the
+  // same calls in the same order, each writing only the part it is given (possibly nothing).
+  static H5File create_parallel(const std::string& path, MPI_Comm comm);
   static H5File open_read(const std::string& path);  // throws when missing or not HDF5
   H5File(H5File&& other) noexcept;
   ~H5File();
@@ -23,9 +28,16 @@ class H5File {
   void close();   // flushes; throws on failure
   bool exists(const std::string& object_path) const;  // every component checked
 
-  // Writes float32 data of `shape` at `object_path` (groups created as needed), with the
-  // Fletcher32 checksum filter (chunked storage) so corruption is detected on read.
-  void write_floats(const std::string& object_path, const std::vector<int64_t>& shape, const float* data);
+  // Creates a float32 dataset of `full_shape` at `object_path` (groups created as needed), chunked
+  // with the Fletcher32 checksum filter so corruption is detected on read, and writes into it the
+  // slice [offset, offset + local_shape[dim]) along `dim` from `data` (laid out as local_shape),
+  // or nothing when !active.
+  void write_floats_slice(const std::string& object_path, const std::vector<int64_t>& full_shape, int dim,
+                          int64_t offset, const std::vector<int64_t>& local_shape, const float* data, bool active);
+  void write_floats(const std::string& object_path, const std::vector<int64_t>& shape, const float* data,
+                    bool active = true) {
+    write_floats_slice(object_path, shape, 0, 0, shape, data, active);
+  }
   std::vector<int64_t> dataset_shape(const std::string& object_path) const;
   void read_floats(const std::string& object_path, float* data) const;
   // The slice [offset, offset + count) along dimension `dim` only (a shard), through an HDF5 hyperslab.
@@ -38,9 +50,10 @@ class H5File {
   std::optional<int64_t> get_int_attr(const std::string& object_path, const std::string& name) const;
 
  private:
-  H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
+  H5File(hid_t id, std::string path, bool parallel = false) : id_(id), path_(std::move(path)), parallel_(parallel) {}
   hid_t id_ = -1;
   std::string path_;
+  bool parallel_ = false;
 };
 
 }  // namespace moe

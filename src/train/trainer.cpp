@@ -124,7 +124,7 @@ int Trainer::run() {
       ScopedPhase phase("checkpoint");
       CheckpointMeta meta{done, sm.tokens_seen, done * int64_t(t.global_batch), resolved};
       std::string path = save_checkpoint(cfg_.checkpoint.dir, meta, model.params(), &optim, cfg_.checkpoint.keep,
-                                         {groups.tp.get(), groups.ep.get()}, rank == 0);
+                                         {&world_, groups.tp.get(), groups.ep.get()});
       log_info("[checkpoint] saved " + path);
     }
     sm.step_ms = now_ms() - t0;

@@ -58,7 +58,8 @@ TrainResult train(Config cfg, Communicator& world, const std::string& data_path,
     out.full["exp_avg_sq/" + ps[i]->name] = gather_full(*ps[i], opt.moment(i, 1), groups);
   }
   if (!ckpt_dir.empty())
-    save_checkpoint(ckpt_dir, {cfg.train.steps, 0, 0, ""}, model.params(), &opt, 1, {groups.tp.get(), groups.ep.get()}, world.rank() == 0);
+    save_checkpoint(ckpt_dir, {cfg.train.steps, 0, 0, ""}, model.params(), &opt, 1,
+                    {&world, groups.tp.get(), groups.ep.get()});
   return out;
 }
 
