@@ -13,6 +13,7 @@
 #include "parallel/communicator.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/ckpt_tool.h"
 #include "train/hdf5_io.h"
 
 namespace moe {
@@ -162,6 +163,35 @@ TEST(Checkpoint, BadFilesAreRefusedWithFileAndProblem) {
   std::string mo = save_checkpoint(model_only, {2, 0, 0, ""}, a.model->params(), nullptr, 1);
   EXPECT_NE(error_of([&] { load(mo); }).find("use init_from"), std::string::npos);
   EXPECT_EQ(error_of([&] { load(mo, false); }), "");  // init_from reads /model only
+}
+
+TEST(CheckpointTool, VerifyAndDiffReportProblemsThroughTheirExitStatus) {
+  auto dir = test::temp_dir("ckpt_tool");
+  Trained a({"model.moe.router.bias_update_rate=0.1"});
+  Config cfg = test::variant_config({"tool", {"model.moe.router.bias_update_rate=0.1"}});
+  CheckpointMeta meta{1, 0, 0, config_to_yaml(cfg)};
+  std::string p1 = save_checkpoint(dir, meta, a.model->params(), a.opt.get(), 5);
+  EXPECT_EQ(ckpt_verify(p1), 0);
+  EXPECT_EQ(ckpt_info(p1), 0);
+  meta.step = 2;
+  std::string p2 = save_checkpoint(dir, meta, a.model->params(), a.opt.get(), 5);
+  EXPECT_EQ(ckpt_diff(p1, p2, 0, 0), 0);  // the same tensors
+  a.model->params().params()[0]->value.data()[3] += 0.5f;
+  meta.step = 3;
+  std::string p3 = save_checkpoint(dir, meta, a.model->params(), a.opt.get(), 5);
+  EXPECT_EQ(ckpt_diff(p1, p3, 0, 0), 1);
+  EXPECT_EQ(ckpt_diff(p1, p3, 0.6, 0), 0);  // within tolerance
+  // a checkpoint whose stored config describes another model fails verification
+  Config other = cfg;
+  other.model.moe.expert_hidden = 16;
+  meta.step = 4;
+  meta.config_yaml = config_to_yaml(other);
+  std::string p4 = save_checkpoint(dir, meta, a.model->params(), a.opt.get(), 5);
+  EXPECT_EQ(ckpt_verify(p4), 1);
+  // a truncated file
+  fs::resize_file(p2, fs::file_size(p2) / 2);
+  EXPECT_EQ(ckpt_verify(p2), 1);
+  EXPECT_EQ(ckpt_diff(p1, p2, 0, 0), 2);
 }
 
 }  // namespace moe

@@ -101,6 +101,28 @@ TEST(Training, ResumeContinuesBitForBit) {
     EXPECT_EQ(0, std::memcmp(ba[i]->value.data(), bb[i]->value.data(), sizeof(float) * ba[i]->value.numel()));
 }
 
+TEST(Training, ResumeAutoSkipsACorruptNewestCheckpoint) {
+  auto dir = test::temp_dir("train_resume_skip");
+  Config cfg = test::tiny_config(dir);
+  cfg.train.steps = 4;
+  cfg.checkpoint.every = 2;
+  ASSERT_EQ(run(cfg), 0);
+  // Corrupt the newest checkpoint (step 4): a truncated file, as a crash mid-copy would leave.
+  std::string newest = checkpoint_path(cfg.checkpoint.dir, 4);
+  fs::resize_file(newest, fs::file_size(newest) / 3);
+  Config more = cfg;
+  more.train.steps = 6;
+  more.run.out_dir = dir + "/out_more";
+  ASSERT_EQ(run(more), 0);
+  auto lines = read_lines(more.run.out_dir + "/metrics.jsonl");
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(field(lines.front(), "step"), 3);  // resumed from step 2
+  bool logged = false;
+  for (const auto& l : read_lines(more.run.out_dir + "/train.log"))
+    logged |= l.find("skipping " + newest) != std::string::npos;
+  EXPECT_TRUE(logged) << "the skipped checkpoint and the reason are logged";
+}
+
 TEST(Training, InitFromLoadsModelOnlyAndStartsAtStepZero) {
   auto dir = test::temp_dir("train_init_from");
   Config cfg = test::tiny_config(dir);

@@ -45,6 +45,13 @@ static std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::
   return out;
 }
 
+std::vector<std::string> list_checkpoints_newest_first(const std::string& dir) {
+  std::vector<std::string> out;
+  auto all = list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) out.push_back(it->second);
+  return out;
+}
+
 std::optional<std::string> find_latest_checkpoint(const std::string& dir) {
   auto all = list_checkpoints(dir);
   if (all.empty()) return std::nullopt;

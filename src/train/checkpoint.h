@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/params.h"
 #include "optim/adamw.h"
@@ -42,6 +43,8 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
 
 // Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& dir);
+// Every step_<8 digits>.h5 in dir, newest first.
+std::vector<std::string> list_checkpoints_newest_first(const std::string& dir);
 
 // Loads /model into params; with optim non-null also /optim (resume), else model only (init_from:
 // buffers absent from the file stay zero). Shapes are checked against the logical shapes; a

@@ -131,6 +131,19 @@ std::vector<int64_t> H5File::dataset_shape(const std::string& object_path) const
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
+static herr_t collect_dataset(hid_t, const char* name, const H5O_info_t* info, void* out) {
+  if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(out)->push_back(std::string("/") + name);
+  return 0;
+}
+
+std::vector<std::string> H5File::list_datasets() const {
+  std::vector<std::string> names;
+  MOE_CHECK(H5Ovisit(id_, H5_INDEX_NAME, H5_ITER_INC, collect_dataset, &names) >= 0,
+            "checkpoint '" << path_ << "': cannot list its datasets");
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 void H5File::read_floats(const std::string& object_path, float* data) const {
   Handle dset{H5Dopen2(id_, object_path.c_str(), H5P_DEFAULT), H5Dclose};
   MOE_CHECK(dset.id >= 0, "checkpoint '" << path_ << "': dataset " << object_path << " is missing");

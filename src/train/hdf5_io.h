@@ -39,6 +39,8 @@ class H5File {
     write_floats_slice(object_path, shape, 0, 0, shape, data, active);
   }
   std::vector<int64_t> dataset_shape(const std::string& object_path) const;
+  // Every dataset in the file ("/model/embed/weight", ...), in name order.
+  std::vector<std::string> list_datasets() const;
   void read_floats(const std::string& object_path, float* data) const;
   // The slice [offset, offset + count) along dimension `dim` only (a shard), through an HDF5 hyperslab.
   void read_floats_slice(const std::string& object_path, int dim, int64_t offset, int64_t count, float* data) const;

@@ -26,6 +26,42 @@ namespace fs = std::filesystem;
 
 Trainer::Trainer(const Config& cfg, Communicator& world) : cfg_(cfg), world_(world) {}
 
+CheckpointMeta Trainer::timed_load(const std::string& path, Transformer& model, AdamW* optim) {
+  const double t0 = now_ms();
+  CheckpointMeta meta = load_checkpoint(path, model.params(), optim);
+  const double secs = (now_ms() - t0) / 1000.0, mb = double(fs::file_size(path)) / 1e6;
+  log_info(strformat("[checkpoint] read %s: %.1f MB in %.2f s (%.0f MB/s)", path.c_str(), mb, secs, mb / secs));
+  return meta;
+}
+
+int64_t Trainer::load_for_resume(const std::string& path, Transformer& model, AdamW& optim) {
+  CheckpointMeta meta = timed_load(path, model, &optim);
+  MOE_CHECK(optim.step_count() == meta.step,
+            "checkpoint '" << path << "': /optim step " << optim.step_count() << " differs from step " << meta.step);
+  log_info(strformat("[checkpoint] resumed from %s at step %lld", path.c_str(), (long long)meta.step));
+  return meta.step;
+}
+
+// resume: auto. Tries the checkpoints newest first; one that fails on any rank (truncated,
+// corrupted, of another shape) is skipped on every rank, with the reason in the log.
+int64_t Trainer::resume_newest_good(Transformer& model, AdamW& optim) {
+  for (const auto& path : list_checkpoints_newest_first(cfg_.checkpoint.dir)) {
+    std::string reason;
+    int64_t step = 0;
+    try {
+      step = load_for_resume(path, model, optim);
+    } catch (const Error& e) {
+      reason = e.message();
+    }
+    int64_t failed = reason.empty() ? 0 : 1;
+    world_.all_reduce_sum(&failed, 1);
+    if (failed == 0) return step;
+    log_warn("[checkpoint] skipping " + path + ": " +
+             (reason.empty() ? std::string("it failed verification on another rank") : reason));
+  }
+  return 0;
+}
+
 int Trainer::run() {
   const auto& t = cfg_.train;
   const int rank = world_.rank(), world = world_.size();
@@ -58,21 +94,14 @@ int Trainer::run() {
                      (long long)model.params().num_elements(), (long long)model.active_matmul_params()));
 
   // ---- resume or initialise ----
-  int64_t start_step = 0;
-  std::optional<std::string> resume_path;
+  int64_t start_step = 0;  // checkpoints are written after step >= 1, so 0 means nothing resumed
   if (cfg_.checkpoint.resume == "auto") {
-    resume_path = find_latest_checkpoint(cfg_.checkpoint.dir);
+    start_step = resume_newest_good(model, optim);
   } else if (cfg_.checkpoint.resume != "never") {
-    resume_path = cfg_.checkpoint.resume;
+    start_step = load_for_resume(cfg_.checkpoint.resume, model, optim);  // refused with the reason when bad
   }
-  if (resume_path) {
-    CheckpointMeta meta = load_checkpoint(*resume_path, model.params(), &optim);
-    start_step = meta.step;
-    MOE_CHECK(optim.step_count() == start_step, "checkpoint '" << *resume_path << "': /optim step "
-                                                               << optim.step_count() << " differs from step " << start_step);
-    log_info(strformat("[checkpoint] resumed from %s at step %lld", resume_path->c_str(), (long long)start_step));
-  } else if (!cfg_.checkpoint.init_from.empty()) {
-    load_checkpoint(cfg_.checkpoint.init_from, model.params(), nullptr);
+  if (start_step == 0 && !cfg_.checkpoint.init_from.empty()) {
+    timed_load(cfg_.checkpoint.init_from, model, nullptr);  // /model only; refused with the reason when bad
     log_info("[checkpoint] model initialised from " + cfg_.checkpoint.init_from);
   }
   if (start_step >= t.steps) {
@@ -123,9 +152,14 @@ int Trainer::run() {
     if (cfg_.checkpoint.every > 0 && (done % cfg_.checkpoint.every == 0 || done == t.steps)) {
       ScopedPhase phase("checkpoint");
       CheckpointMeta meta{done, sm.tokens_seen, done * int64_t(t.global_batch), resolved};
+      const double s0 = now_ms();
       std::string path = save_checkpoint(cfg_.checkpoint.dir, meta, model.params(), &optim, cfg_.checkpoint.keep,
                                          {&world_, groups.tp.get(), groups.ep.get()});
-      log_info("[checkpoint] saved " + path);
+      const double secs = (now_ms() - s0) / 1000.0;
+      if (rank == 0) {
+        const double mb = double(fs::file_size(path)) / 1e6;
+        log_info(strformat("[checkpoint] saved %s: %.1f MB in %.2f s (%.0f MB/s)", path.c_str(), mb, secs, mb / secs));
+      }
     }
     sm.step_ms = now_ms() - t0;
     watchdog.step_finished(sm.step_ms);

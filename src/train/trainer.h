@@ -4,7 +4,10 @@
 #include <memory>
 
 #include "core/config.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
 #include "parallel/communicator.h"
+#include "train/checkpoint.h"
 
 namespace moe {
 
@@ -14,6 +17,10 @@ class Trainer {
   int run();
 
  private:
+  CheckpointMeta timed_load(const std::string& path, Transformer& model, AdamW* optim);
+  int64_t load_for_resume(const std::string& path, Transformer& model, AdamW& optim);
+  int64_t resume_newest_good(Transformer& model, AdamW& optim);
+
   Config cfg_;
   Communicator& world_;
 };
