@@ -45,6 +45,16 @@ static std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::
   return out;
 }
 
+int remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  static const std::regex pattern("step_[0-9]{8}\\.h5\\.tmp");
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (std::regex_match(e.path().filename().string(), pattern) && fs::remove(e.path(), ec)) ++n;
+  return n;
+}
+
 std::vector<std::string> list_checkpoints_newest_first(const std::string& dir) {
   std::vector<std::string> out;
   auto all = list_checkpoints(dir);

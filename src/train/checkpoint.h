@@ -43,6 +43,8 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
 
 // Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& dir);
+// Removes temporaries (step_*.h5.tmp) a crash left behind; returns how many. Never complete files.
+int remove_stale_temporaries(const std::string& dir);
 // Every step_<8 digits>.h5 in dir, newest first.
 std::vector<std::string> list_checkpoints_newest_first(const std::string& dir);
 

@@ -104,6 +104,11 @@ int Trainer::run() {
     timed_load(cfg_.checkpoint.init_from, model, nullptr);  // /model only; refused with the reason when bad
     log_info("[checkpoint] model initialised from " + cfg_.checkpoint.init_from);
   }
+  if (rank == 0) {
+    if (int n = remove_stale_temporaries(cfg_.checkpoint.dir))
+      log_warn(strformat("[checkpoint] removed %d incomplete temporary file(s) from %s (a save was interrupted)", n,
+                         cfg_.checkpoint.dir.c_str()));
+  }
   if (start_step >= t.steps) {
     log_info(strformat("[trainer] checkpoint is at step %lld >= train.steps %d: nothing to do",
                        (long long)start_step, t.steps));
