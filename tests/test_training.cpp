@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "parallel/communicator.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/ckpt_tool.h"
 #include "train/trainer.h"
 
 namespace moe {
@@ -121,6 +123,27 @@ TEST(Training, ResumeAutoSkipsACorruptNewestCheckpoint) {
   for (const auto& l : read_lines(more.run.out_dir + "/train.log"))
     logged |= l.find("skipping " + newest) != std::string::npos;
   EXPECT_TRUE(logged) << "the skipped checkpoint and the reason are logged";
+}
+
+TEST(Training, BackgroundSavesChangeNothing) {
+  auto dir = test::temp_dir("train_async");
+  Config cfg = test::tiny_config(dir);
+  cfg.train.steps = 4;
+  cfg.checkpoint.every = 1;
+  cfg.checkpoint.keep = 10;
+  Config sync = cfg;
+  sync.run.out_dir = dir + "/out_sync";
+  sync.checkpoint.dir = dir + "/ckpt_sync";
+  setenv("MOE_CKPT_SYNC", "1", 1);
+  ASSERT_EQ(run(sync), 0);
+  unsetenv("MOE_CKPT_SYNC");
+  ASSERT_EQ(run(cfg), 0);  // saves overlap the following steps
+  auto a = read_lines(cfg.run.out_dir + "/metrics.jsonl"), b = read_lines(sync.run.out_dir + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(field(a[i], "loss"), field(b[i], "loss"));
+  for (int step = 1; step <= 4; ++step)
+    EXPECT_EQ(ckpt_diff(checkpoint_path(cfg.checkpoint.dir, step), checkpoint_path(sync.checkpoint.dir, step), 0, 0), 0)
+        << "step " << step;
 }
 
 TEST(Training, InitFromLoadsModelOnlyAndStartsAtStepZero) {

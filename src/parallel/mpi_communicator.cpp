@@ -121,6 +121,14 @@ bool mpi_comm_of(Communicator& c, MPI_Comm* out) {
   return true;
 }
 
+bool mpi_thread_multiple() {
+  int initialized = 0, level = MPI_THREAD_SINGLE;
+  MPI_Initialized(&initialized);
+  if (!initialized) return false;
+  MPI_Query_thread(&level);
+  return level >= MPI_THREAD_MULTIPLE;
+}
+
 std::unique_ptr<Communicator> make_mpi_world_communicator() {
   int initialized = 0;
   MPI_Initialized(&initialized);

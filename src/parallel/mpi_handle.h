@@ -9,5 +9,7 @@ namespace moe {
 
 // True and *out set when c is an MPI communicator; false for the one-rank communicator.
 bool mpi_comm_of(Communicator& c, MPI_Comm* out);
+// Whether MPI was initialised with MPI_THREAD_MULTIPLE (false when MPI is not initialised).
+bool mpi_thread_multiple();
 
 }  // namespace moe

@@ -76,43 +76,62 @@ static bool writes(const Param& p, const CheckpointComms& c) {
   return r < (c.tp ? c.tp->size() : 1);                              // dp rank 0
 }
 
-std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params, AdamW* optim,
-                            int keep, CheckpointComms comms) {
-  const std::string final_path = checkpoint_path(dir, meta.step);
-  const std::string tmp_path = final_path + ".tmp";
+CheckpointSnapshot take_checkpoint_snapshot(const CheckpointMeta& meta, ParamStore& params, AdamW* optim,
+                                            CheckpointComms comms, CheckpointSnapshot reuse) {
+  CheckpointSnapshot snap;
+  snap.meta = meta;
   const bool root = !comms.world || comms.world->rank() == 0;
+  size_t n = 0;
+  auto put = [&](CheckpointSnapshot::Entry e, const float* data, int64_t count) {
+    if (n < reuse.entries.size()) e.data.swap(reuse.entries[n].data);  // same slot, same size: no new pages
+    ++n;
+    if (e.active) e.data.assign(data, data + count);
+    snap.entries.push_back(std::move(e));
+  };
+  auto add = [&](const std::string& path, const Param& p, const Tensor& local) {
+    put({path, p.full_shape, local.shape(), p.shard_dim, p.shard_offset, writes(p, comms), {}}, local.data(),
+        local.numel());
+  };
+  for (Param* p : params.params()) add("/model/" + p->name, *p, p->value);
+  for (Buffer* b : params.buffers())
+    put({"/model/" + b->name, b->value.shape(), b->value.shape(), 0, 0, root, {}}, b->value.data(), b->value.numel());
+  if (optim) {
+    const auto& ps = optim->params();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      add("/optim/exp_avg/" + ps[i]->name, *ps[i], optim->moment(i, 0));  // collective under ZeRO
+      add("/optim/exp_avg_sq/" + ps[i]->name, *ps[i], optim->moment(i, 1));
+    }
+    snap.optim_step = optim->step_count();
+  }
+  return snap;
+}
+
+std::string write_checkpoint(const std::string& dir, const CheckpointSnapshot& snap, int keep, Communicator* io) {
+  const std::string final_path = checkpoint_path(dir, snap.meta.step);
+  const std::string tmp_path = final_path + ".tmp";
+  const bool root = !io || io->rank() == 0;
   MPI_Comm mpi_comm;
-  const bool parallel = comms.world && comms.world->size() > 1 && mpi_comm_of(*comms.world, &mpi_comm);
-  MOE_CHECK(parallel || !comms.world || comms.world->size() == 1,
+  const bool parallel = io && io->size() > 1 && mpi_comm_of(*io, &mpi_comm);
+  MOE_CHECK(parallel || !io || io->size() == 1,
             "checkpoint: several ranks but no MPI communicator to write '" << final_path << "' with");
   if (root) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     MOE_CHECK(!ec, "checkpoint.dir '" << dir << "' cannot be created: " << ec.message());
   }
-  if (parallel) comms.world->barrier();  // the directory exists before anyone opens the file
+  if (parallel) io->barrier();  // the directory exists before anyone opens the file
   {
     H5File f = parallel ? H5File::create_parallel(tmp_path, mpi_comm) : H5File::create(tmp_path);
     f.set_attr("/", "format", std::string(kCheckpointFormat));
     f.set_attr("/", "version", kCheckpointVersion);
-    f.set_attr("/", "step", meta.step);
-    f.set_attr("/", "tokens_seen", meta.tokens_seen);
-    f.set_attr("/", "consumed_samples", meta.consumed_samples);
-    f.set_attr("/", "config", meta.config_yaml);
-    auto put = [&](const std::string& path, const Param& p, const Tensor& local) {
-      f.write_floats_slice(path, p.full_shape, p.shard_dim, p.shard_offset, local.shape(), local.data(), writes(p, comms));
-    };
-    for (Param* p : params.params()) put("/model/" + p->name, *p, p->value);
-    for (Buffer* b : params.buffers()) f.write_floats("/model/" + b->name, b->value.shape(), b->value.data(), root);
-    if (optim) {
-      const auto& ps = optim->params();
-      for (size_t i = 0; i < ps.size(); ++i) {
-        put("/optim/exp_avg/" + ps[i]->name, *ps[i], optim->moment(i, 0));  // collective under ZeRO
-        put("/optim/exp_avg_sq/" + ps[i]->name, *ps[i], optim->moment(i, 1));
-      }
-      f.set_attr("/optim", "step", optim->step_count());
-    }
-    f.close();
+    f.set_attr("/", "step", snap.meta.step);
+    f.set_attr("/", "tokens_seen", snap.meta.tokens_seen);
+    f.set_attr("/", "consumed_samples", snap.meta.consumed_samples);
+    f.set_attr("/", "config", snap.meta.config_yaml);
+    for (const auto& e : snap.entries)
+      f.write_floats_slice(e.path, e.full_shape, e.dim, e.offset, e.local_shape, e.data.data(), e.active);
+    if (snap.optim_step >= 0) f.set_attr("/optim", "step", snap.optim_step);
+    f.close();  // collective flush (MPI-IO sync of every rank's writes) and close
   }
   if (root) {
     fsync_path(tmp_path, false);
@@ -123,8 +142,13 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
     auto all = list_checkpoints(dir);
     for (size_t i = 0; i + size_t(keep) < all.size(); ++i) fs::remove(all[i].second, ec);
   }
-  if (parallel) comms.world->barrier();  // complete for everybody once rank 0 renamed it
+  if (parallel) io->barrier();  // complete for everybody once rank 0 renamed it
   return final_path;
+}
+
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params, AdamW* optim,
+                            int keep, CheckpointComms comms) {
+  return write_checkpoint(dir, take_checkpoint_snapshot(meta, params, optim, comms), keep, comms.world);
 }
 
 static void check_shape(const H5File& f, const std::string& path, const Shape& want) {

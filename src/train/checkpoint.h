@@ -25,6 +25,22 @@ struct CheckpointMeta {
 
 std::string checkpoint_path(const std::string& dir, int64_t step);  // <dir>/step_00000012.h5
 
+// What a save writes, copied out of the model and optimizer into host buffers, so that the file
+// can be written while training goes on (async_checkpoint.h). Each entry is this rank's slice.
+struct CheckpointSnapshot {
+  struct Entry {
+    std::string path;           // "/model/...", "/optim/exp_avg/..."
+    Shape full_shape, local_shape;
+    int dim = 0;
+    int64_t offset = 0;
+    bool active = false;        // this rank writes its slice
+    std::vector<float> data;    // empty when !active
+  };
+  CheckpointMeta meta;
+  std::vector<Entry> entries;
+  int64_t optim_step = -1;      // < 0: no optimizer state
+};
+
 // The groups a save runs over: world (null: one rank), tp and ep (null: size 1).
 struct CheckpointComms {
   Communicator* world = nullptr;
@@ -40,6 +56,16 @@ struct CheckpointComms {
 // the final path.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ParamStore& params,
                             AdamW* optim, int keep, CheckpointComms comms = {});
+
+// The two halves of save_checkpoint. take_checkpoint_snapshot copies this rank's slices (collective
+// under ZeRO-1: moment shards are gathered over dp). write_checkpoint writes the file and is
+// collective over io_world (null or one rank: a single-process save), which must not be used by
+// another thread meanwhile: the async writer gives it a communicator of its own.
+// `reuse`: a snapshot of the same model taken earlier, whose buffers are refilled (no new pages).
+CheckpointSnapshot take_checkpoint_snapshot(const CheckpointMeta& meta, ParamStore& params, AdamW* optim,
+                                            CheckpointComms comms, CheckpointSnapshot reuse = {});
+std::string write_checkpoint(const std::string& dir, const CheckpointSnapshot& snapshot, int keep,
+                             Communicator* io_world);
 
 // Newest complete step_<8 digits>.h5 in dir (temporaries are ignored), if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& dir);

@@ -4,10 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <set>
+
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/profiler.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "parallel/communicator.h"
@@ -119,6 +123,60 @@ int ckpt_diff(const std::string& a_path, const std::string& b_path, double atol,
     }
     std::printf("%d of %zu tensors differ (atol %g, rtol %g)\n", differ, names.size(), atol, rtol);
     return differ ? 1 : 0;
+  } catch (const Error& e) {
+    std::printf("error: %s\n", e.message().c_str());
+    return 2;
+  }
+}
+
+int ckpt_bench(const std::string& dir, const std::string& config_path) {
+  try {
+    namespace fs = std::filesystem;
+    fs::create_directories(dir);
+    // 1. the disk: sequential write + fsync
+    const std::string raw = dir + "/disk_speed.bin";
+    const size_t block = 4u << 20, blocks = 128;
+    std::vector<char> buf(block, 'x');
+    double t0 = now_ms();
+    {
+      FILE* f = std::fopen(raw.c_str(), "wb");
+      MOE_CHECK(f, "cannot write '" << raw << "'");
+      for (size_t i = 0; i < blocks; ++i) MOE_CHECK(std::fwrite(buf.data(), 1, block, f) == block, "write failed");
+      std::fflush(f);
+      ::fsync(fileno(f));
+      std::fclose(f);
+    }
+    const double disk_mb_s = double(block * blocks) / 1e6 / ((now_ms() - t0) / 1000.0);
+    fs::remove(raw);
+    // 2. a checkpoint of the configured model
+    Config cfg = load_config(config_path);
+    cfg.finalize(1, /*need_data=*/false);
+    auto comm = make_local_communicator();
+    Transformer model(cfg.model, comm.get());
+    model.params().initialize(1);
+    AdamW optim(cfg.optim, model.params().params());
+    // The first snapshot pays for fresh pages; a training run refills the same buffers after that.
+    CheckpointMeta meta{1, 0, 0, config_to_yaml(cfg)};
+    t0 = now_ms();
+    CheckpointSnapshot snap = take_checkpoint_snapshot(meta, model.params(), &optim, {});
+    const double first_copy_s = (now_ms() - t0) / 1000.0;
+    t0 = now_ms();
+    snap = take_checkpoint_snapshot(meta, model.params(), &optim, {}, std::move(snap));
+    const double copy_s = (now_ms() - t0) / 1000.0;
+    t0 = now_ms();
+    std::string path = write_checkpoint(dir, snap, 1, nullptr);
+    const double save_s = (now_ms() - t0) / 1000.0, mb = double(fs::file_size(path)) / 1e6;
+    t0 = now_ms();
+    load_checkpoint(path, model.params(), &optim);
+    const double load_s = (now_ms() - t0) / 1000.0;
+    std::printf("disk sequential write (512 MB, fsync): %.0f MB/s\n", disk_mb_s);
+    std::printf("checkpoint %s: %.1f MB\n", path.c_str(), mb);
+    std::printf("snapshot into host buffers (training stalls this long): %.2f s (first, fresh pages: %.2f s)\n",
+                copy_s, first_copy_s);
+    std::printf("write (in the background during training): %.2f s, %.0f MB/s (%.0f%% of the disk's sequential "
+                "write speed)\n", save_s, mb / save_s, 100.0 * mb / save_s / disk_mb_s);
+    std::printf("load: %.2f s, %.0f MB/s\n", load_s, mb / load_s);
+    return 0;
   } catch (const Error& e) {
     std::printf("error: %s\n", e.message().c_str());
     return 2;

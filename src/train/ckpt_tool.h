@@ -14,4 +14,9 @@ int ckpt_verify(const std::string& path);
 // both with the same shape and within atol + rtol * |b|, 1 otherwise, 2 on an unreadable file.
 int ckpt_diff(const std::string& a, const std::string& b, double atol, double rtol);
 
+// Sequential write speed of the disk under dir (512 MB in 4 MB blocks, fsync), then a synchronous
+// checkpoint of the model `config_path` describes, written and read back into dir; prints the
+// bandwidths and the ratio to the disk's. 0, or 2 on error.
+int ckpt_bench(const std::string& dir, const std::string& config_path);
+
 }  // namespace moe

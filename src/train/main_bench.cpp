@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdio>
+
+#include "core/host_memory.h"
 #include <map>
 #include <vector>
 
@@ -111,6 +113,7 @@ int run_bench(int argc, char** argv, Communicator& world) {
 }  // namespace moe
 
 int main(int argc, char** argv) {
+  moe::tune_host_allocator();
   MPI_Init(&argc, &argv);
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);

@@ -2,6 +2,8 @@
 //   moe-data --out DIR [--valid-fraction 0.05] INPUT...   (INPUT: files or directories)
 // Writes DIR/train.bin and DIR/valid.bin (uint16 little-endian tokens).
 #include <cstdio>
+
+#include "core/host_memory.h"
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "data/byte_tokenizer.h"
 
 int main(int argc, char** argv) {
+  moe::tune_host_allocator();
   moe::init_logging(0);
   try {
     std::string out;

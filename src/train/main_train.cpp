@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "core/host_memory.h"
+
 #include "core/config.h"
 #include "core/error.h"
 #include "core/logging.h"
@@ -11,7 +13,11 @@
 #include "train/trainer.h"
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
+  // THREAD_MULTIPLE: the background checkpoint writer talks MPI (on its own communicator) while
+  // training does; with a lower level, saves fall back to synchronous.
+  moe::tune_host_allocator();
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);

@@ -3,6 +3,7 @@
 
 #include "parallel/layout.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
@@ -13,6 +14,8 @@
 #include "data/token_file.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
+#include "parallel/mpi_handle.h"
+#include "train/async_checkpoint.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/flops.h"
@@ -129,6 +132,17 @@ int Trainer::run() {
   std::unique_ptr<MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<MetricsWriter>((fs::path(cfg_.run.out_dir) / "metrics.jsonl").string());
   StepLog step_log(cfg_);
+  // Saves: a snapshot in the step (the "checkpoint" phase), the write in the background.
+  const bool sync_env = std::getenv("MOE_CKPT_SYNC") && std::string(std::getenv("MOE_CKPT_SYNC")) == "1";
+  const bool background = !sync_env && (world == 1 || mpi_thread_multiple());
+  if (!background && !sync_env && rank == 0)
+    log_warn("[checkpoint] MPI lacks MPI_THREAD_MULTIPLE: checkpoints are written synchronously");
+  AsyncCheckpointWriter writer(world_.split(0, rank), background, [rank](const std::string& path, double secs) {
+    if (rank != 0) return;
+    const double mb = double(fs::file_size(path)) / 1e6;
+    log_info(strformat("[checkpoint] saved %s: %.1f MB written in %.2f s (%.0f MB/s)", path.c_str(), mb, secs,
+                       mb / secs));
+  });
   Profiler::instance().take();
   Watchdog watchdog(world_);
 
@@ -157,14 +171,10 @@ int Trainer::run() {
     if (cfg_.checkpoint.every > 0 && (done % cfg_.checkpoint.every == 0 || done == t.steps)) {
       ScopedPhase phase("checkpoint");
       CheckpointMeta meta{done, sm.tokens_seen, done * int64_t(t.global_batch), resolved};
-      const double s0 = now_ms();
-      std::string path = save_checkpoint(cfg_.checkpoint.dir, meta, model.params(), &optim, cfg_.checkpoint.keep,
-                                         {&world_, groups.tp.get(), groups.ep.get()});
-      const double secs = (now_ms() - s0) / 1000.0;
-      if (rank == 0) {
-        const double mb = double(fs::file_size(path)) / 1e6;
-        log_info(strformat("[checkpoint] saved %s: %.1f MB in %.2f s (%.0f MB/s)", path.c_str(), mb, secs, mb / secs));
-      }
+      writer.submit(cfg_.checkpoint.dir,
+                    take_checkpoint_snapshot(meta, model.params(), &optim, {&world_, groups.tp.get(), groups.ep.get()},
+                                             writer.recycle()),
+                    cfg_.checkpoint.keep);
     }
     sm.step_ms = now_ms() - t0;
     watchdog.step_finished(sm.step_ms);
@@ -177,6 +187,7 @@ int Trainer::run() {
       step_log.print(sm);
     }
   }
+  writer.finish();  // the last save is complete before the run counts as finished
   log_info(strformat("[trainer] finished %d steps", t.steps));
   return 0;
 }
