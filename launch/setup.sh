@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config
           libopenblas-openmp-dev libyaml-cpp-dev libspdlog-dev libgtest-dev
           libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
-          fortunes fortunes-min)
+          fortunes fortunes-min python3)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,6 @@
 // Step profiler implementation.
 #include "core/profiler.h"
 
-#include <cstring>
-
 namespace moe {
 
 Profiler& Profiler::instance() {
@@ -10,11 +8,22 @@ Profiler& Profiler::instance() {
   return p;
 }
 
+void Profiler::enter() { child_ms_.push_back(0.0); }
+
+void Profiler::leave(const char* phase, double start_ms, double end_ms) {
+  const double total = end_ms - start_ms;
+  const double children = child_ms_.empty() ? 0.0 : child_ms_.back();
+  if (!child_ms_.empty()) child_ms_.pop_back();
+  if (!child_ms_.empty()) child_ms_.back() += total;  // the parent excludes this scope
+  add(phase, total - children);
+  if (tracing_) trace_.push_back({phase, start_ms * 1000.0, total * 1000.0});
+}
+
 void Profiler::add(const char* phase, double ms) {
   if (!enabled_) return;
-  for (auto& [name, total] : phases_) {
+  for (auto& [name, sum] : phases_) {
     if (name == phase) {
-      total += ms;
+      sum += ms;
       return;
     }
   }
@@ -24,6 +33,12 @@ void Profiler::add(const char* phase, double ms) {
 std::vector<std::pair<std::string, double>> Profiler::take() {
   auto out = std::move(phases_);
   phases_.clear();
+  return out;
+}
+
+std::vector<TraceEvent> Profiler::take_trace() {
+  auto out = std::move(trace_);
+  trace_.clear();
   return out;
 }
 

@@ -1,6 +1,8 @@
-// Step profiler: wall time per named phase, summed over one optimizer step. Phases are flat and
-// must not nest (the trainer opens them around disjoint pieces of work), so they add up to the
-// step time; what no phase covers is reported as "other".
+// Step profiler: wall time per named phase, summed over one optimizer step. Phases may nest (a
+// collective inside attention's forward): each phase is charged its exclusive time (its own time
+// minus its children's), so the phases of a step add up to the time they cover; what none covers
+// is reported as "other". Optionally records every scope as a trace event (Chrome trace format)
+// for a window of steps. Main training thread only.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -10,20 +12,36 @@
 
 namespace moe {
 
+struct TraceEvent {
+  const char* name;
+  double start_us;
+  double dur_us;
+};
+
 class Profiler {
  public:
   static Profiler& instance();
-  void add(const char* phase, double ms);
-  // Returns the phases of the step so far, in first-seen order, and resets them.
+  // Returns the phases of the step so far (exclusive milliseconds), in first-seen order; resets them.
   std::vector<std::pair<std::string, double>> take();
   void set_enabled(bool on) { enabled_ = on; }
   bool enabled() const { return enabled_; }
+  void set_tracing(bool on) { tracing_ = on; }
+  bool tracing() const { return tracing_; }
+  std::vector<TraceEvent> take_trace();
   // The innermost phase running now on the main thread ("" outside any); read by the watchdog.
   static std::atomic<const char*>& current_phase();
 
+  // Used by ScopedPhase.
+  void enter();
+  void leave(const char* phase, double start_ms, double end_ms);
+
  private:
+  void add(const char* phase, double ms);
   std::vector<std::pair<std::string, double>> phases_;
+  std::vector<double> child_ms_;  // per open scope: time spent in its children
+  std::vector<TraceEvent> trace_;
   bool enabled_ = true;
+  bool tracing_ = false;
 };
 
 double now_ms();
@@ -31,9 +49,11 @@ double now_ms();
 class ScopedPhase {
  public:
   explicit ScopedPhase(const char* phase)
-      : phase_(phase), previous_(Profiler::current_phase().exchange(phase)), start_(now_ms()) {}
+      : phase_(phase), previous_(Profiler::current_phase().exchange(phase)), start_(now_ms()) {
+    Profiler::instance().enter();
+  }
   ~ScopedPhase() {
-    Profiler::instance().add(phase_, now_ms() - start_);
+    Profiler::instance().leave(phase_, start_, now_ms());
     Profiler::current_phase() = previous_;
   }
   ScopedPhase(const ScopedPhase&) = delete;

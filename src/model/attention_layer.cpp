@@ -45,7 +45,10 @@ void AttentionLayer::forward(const float* a, float* y, int64_t B, int64_t S) {
   rope_forward(k_.data(), B, S, Hkv_, hd_, theta_);
   attention_forward(q_.data(), k_.data(), v_.data(), o_.data(), probs_.data(), B, S, H_, Hkv_, hd_);
   gemm(false, true, T, D_, dq, 1.0f, o_.data(), dq, wo_.value.data(), dq, 0.0f, y, D_);
-  if (tp_->size() > 1) tp_->all_reduce_sum(y, T * D_);  // sum of the heads' contributions
+  if (tp_->size() > 1) {
+    ScopedPhase comm("tp_allreduce");
+    tp_->all_reduce_sum(y, T * D_);  // sum of the heads' contributions
+  }
 }
 
 void AttentionLayer::backward(const float* dy, float* da) {
@@ -68,7 +71,10 @@ void AttentionLayer::backward(const float* dy, float* da) {
   gemm(false, false, T, D_, dq, 1.0f, dq_.data(), dq, wq_.value.data(), D_, 0.0f, da, D_);
   gemm(false, false, T, D_, dkv, 1.0f, dk_.data(), dkv, wk_.value.data(), D_, 1.0f, da, D_);
   gemm(false, false, T, D_, dkv, 1.0f, dv_.data(), dkv, wv_.value.data(), D_, 1.0f, da, D_);
-  if (tp_->size() > 1) tp_->all_reduce_sum(da, T * D_);
+  if (tp_->size() > 1) {
+    ScopedPhase comm("tp_allreduce");
+    tp_->all_reduce_sum(da, T * D_);
+  }
 }
 
 }  // namespace moe

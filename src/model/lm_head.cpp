@@ -31,10 +31,14 @@ double LmHead::forward_backward(const float* x, const int32_t* targets, int64_t 
     }
     gemm(false, true, n, V, D_, 1.0f, x + t0 * D_, D_, W, D_, 0.0f, logits_.data(), V);
     cross_entropy_row_max(logits_.data(), n, V, row_max_.data());
-    if (split) tp_->all_reduce_max(row_max_.data(), n);
+    if (split) {
+      ScopedPhase comm("tp_allreduce");
+      tp_->all_reduce_max(row_max_.data(), n);
+    }
     cross_entropy_sum_exp(logits_.data(), row_max_.data(), n, V, sum_exp_.data());
     cross_entropy_target_logit(logits_.data(), local_targets_.data(), n, V, target_logit_.data());
     if (split) {
+      ScopedPhase comm("tp_allreduce");
       tp_->all_reduce_sum(sum_exp_.data(), n);
       tp_->all_reduce_sum(target_logit_.data(), n);
     }
@@ -46,7 +50,10 @@ double LmHead::forward_backward(const float* x, const int32_t* targets, int64_t 
       gemm(false, false, n, D_, V, 1.0f, logits_.data(), V, W, D_, 0.0f, dx + t0 * D_, D_);
     }
   }
-  if (dx && split) tp_->all_reduce_sum(dx, T * D_);  // each shard's part of dlogits W
+  if (dx && split) {
+    ScopedPhase comm("tp_allreduce");
+    tp_->all_reduce_sum(dx, T * D_);  // each shard's part of dlogits W
+  }
   return sum;
 }
 

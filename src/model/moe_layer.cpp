@@ -124,7 +124,10 @@ void MoeLayer::balancing_losses(int64_t B, int64_t S, float grad_scale, MoeAux& 
   const int64_t T = B * S, Ts = Ts_, t0 = t0_;
   Communicator* tp = groups_.tp;
   std::vector<int64_t> global_counts(counts_);
-  groups_.tokens->all_reduce_sum(global_counts.data(), E_);
+  {
+    ScopedPhase comm("moe_stats_sync");
+    groups_.tokens->all_reduce_sum(global_counts.data(), E_);
+  }
   for (int64_t e = 0; e < E_; ++e) step_counts_[e] += global_counts[e];
   step_tokens_ += Ts * groups_.tokens->size();
 

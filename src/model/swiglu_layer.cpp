@@ -33,7 +33,10 @@ void SwiGluLayer::forward(const float* x, float* y, int64_t T) {
   gemm(false, true, T, F_, D_, 1.0f, x, D_, w3_.value.data(), D_, 0.0f, u_.data(), F_);
   swiglu_forward(g_.data(), u_.data(), h_.data(), T * F_);
   gemm(false, true, T, D_, F_, 1.0f, h_.data(), F_, w2_.value.data(), F_, 0.0f, y, D_);
-  if (tp_) tp_->all_reduce_sum(y, T * D_);
+  if (tp_) {
+    ScopedPhase comm("tp_allreduce");
+    tp_->all_reduce_sum(y, T * D_);
+  }
 }
 
 void SwiGluLayer::mark_token_sliced() {
@@ -54,6 +57,7 @@ void SwiGluLayer::backward(const float* dy, float* dx, bool accumulate) {
   gemm(false, false, T, D_, F_, 1.0f, u_.data(), F_, w3_.value.data(), D_, 1.0f, dx, D_);
   if (tp_) {
     MOE_CHECK(!accumulate, "a tensor-parallel SwiGLU cannot accumulate into its input gradient");
+    ScopedPhase comm("tp_allreduce");
     tp_->all_reduce_sum(dx, T * D_);
   }
 }

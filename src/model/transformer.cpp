@@ -98,7 +98,10 @@ MicroBatchLoss Transformer::forward_backward(const int32_t* tokens, const int32_
     local_ids_.resize(T);
     for (int64_t t = 0; t < T; ++t) local_ids_[t] = (tokens[t] >= lo && tokens[t] < lo + rows) ? int32_t(tokens[t] - lo) : -1;
     embedding_forward(local_ids_.data(), embed_->value.data(), acts_[0].data(), T, D);
-    if (tp_->size() > 1) tp_->all_reduce_sum(acts_[0].data(), T * D);  // vocabulary shards
+    if (tp_->size() > 1) {
+      ScopedPhase comm("tp_allreduce");
+      tp_->all_reduce_sum(acts_[0].data(), T * D);  // vocabulary shards
+    }
   }
   for (int64_t l = 0; l < L; ++l) {
     MoeAux aux = blocks_[l]->forward(acts_[l].data(), acts_[l + 1].data(), B, S, training, grad_scale);

@@ -34,7 +34,10 @@ StepResult StepRunner::run(int64_t step, const BatchFiller& fill) {
   // The objective is the mean over all micro-batches of all dp ranks of (ce + aux).
   const float grad_scale = 1.0f / float(accum_steps_ * dp_);
   StepResult r;
-  model_.params().zero_grad();
+  {
+    ScopedPhase phase("zero_grad");
+    model_.params().zero_grad();
+  }
   for (int m = 0; m < accum_steps_; ++m) {
     {
       ScopedPhase phase("data");
@@ -50,6 +53,7 @@ StepResult StepRunner::run(int64_t step, const BatchFiller& fill) {
   sync_.finish();
   optim_.reduce_scatter_gradients();  // ZeRO-1: the replicated parameters' gradients
   if (dp_ > 1) {
+    ScopedPhase phase("loss_sync");
     double sums[2] = {r.ce, r.aux};
     groups_.dp->all_reduce_sum(sums, 2);
     r.ce = sums[0] / dp_;

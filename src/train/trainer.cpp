@@ -3,6 +3,7 @@
 
 #include "parallel/layout.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -21,6 +22,7 @@
 #include "train/flops.h"
 #include "train/metrics.h"
 #include "train/step_log.h"
+#include "train/trace_writer.h"
 #include "train/train_step.h"
 #include "train/watchdog.h"
 
@@ -145,10 +147,17 @@ int Trainer::run() {
   });
   Profiler::instance().take();
   Watchdog watchdog(world_);
+  // Trace window, 1-based steps inclusive; [0, 0]: steps 2 and 3 (after the warm-up step).
+  int64_t trace_first = cfg_.profile.trace_steps[0], trace_last = cfg_.profile.trace_steps[1];
+  if (trace_first == 0 && trace_last == 0) trace_first = 2, trace_last = 3;
+  trace_first = std::max<int64_t>(trace_first, start_step + 1);
+  trace_last = std::min<int64_t>(trace_last, t.steps);
+  const bool trace = cfg_.profile.trace && trace_first <= trace_last;
 
   for (int64_t step = start_step; step < t.steps; ++step) {
     const double t0 = now_ms();
     watchdog.step_started(step);
+    if (trace && step + 1 == trace_first) Profiler::instance().set_tracing(true);
     StepResult r = runner.run(step, [&](int m, int32_t* tokens, int32_t* targets) {
       auto samples = sampler.micro_batch(step, dp_rank, dp, m, t.micro_batch);
       for (size_t i = 0; i < samples.size(); ++i)
@@ -178,6 +187,12 @@ int Trainer::run() {
     }
     sm.step_ms = now_ms() - t0;
     watchdog.step_finished(sm.step_ms);
+    if (trace && step + 1 == trace_last) {
+      Profiler::instance().set_tracing(false);
+      std::string path = write_trace(Profiler::instance().take_trace(), cfg_.run.out_dir, world_);
+      log_info(strformat("[profile] trace of steps %lld-%lld written to %s (open in Perfetto or chrome://tracing)",
+                         (long long)trace_first, (long long)trace_last, path.c_str()));
+    }
     sm.tokens_per_s = double(t.global_batch) * t.seq_len / (sm.step_ms / 1000.0);
     sm.mfu = flops_per_token * sm.tokens_per_s / (peak * 1e9);
     sm.breakdown_ms = Profiler::instance().take();
