@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config
-          libopenblas-openmp-dev libyaml-cpp-dev libspdlog-dev libgtest-dev
+          libopenblas-openmp-dev libyaml-cpp-dev libspdlog-dev libgtest-dev nlohmann-json3-dev
           libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
           fortunes fortunes-min python3)
 missing=()

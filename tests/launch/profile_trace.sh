@@ -46,3 +46,18 @@ if names != {"rank 0", "rank 1"}:
 print(("ok" if ok else "FAIL") + f": trace.json: {len(events)} events, processes {sorted(names)}")
 sys.exit(0 if ok else 1)
 PY
+[ $? -eq 0 ] || exit 1
+# The HTML report of the same run: written, every chart present, every SVG well-formed XML.
+"$BUILD/moe-report" "$WORK/out" > /dev/null || { echo "FAIL: moe-report"; exit 1; }
+python3 - "$WORK/out/report.html" <<'PY'
+import re, sys, xml.etree.ElementTree as ET
+html = open(sys.argv[1]).read()
+svgs = re.findall(r"<svg.*?</svg>", html, re.S)
+for s in svgs:
+    ET.fromstring(s)
+titles = re.findall(r"<h2>(.*?)</h2>", html)
+need = ["Loss", "Learning rate", "Step-time breakdown", "Expert load imbalance", "Expert load per MoE layer"]
+missing = [t for t in need if not any(x.startswith(t) for x in titles)]
+print(("FAIL: missing " + str(missing)) if missing else f"ok: report.html: {len(svgs)} charts ({', '.join(titles)})")
+sys.exit(1 if missing else 0)
+PY
