@@ -4,11 +4,8 @@
 # continue from the newest one. Runs on 1 rank and on 2 ranks (one rank killed), several seeds.
 #   kill_during_save.sh BUILD_DIR WORK_DIR
 set -u
-BUILD=$(cd "$1" && pwd); WORK=$2
-rm -rf "$WORK" && mkdir -p "$WORK"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-for i in $(seq 1 3000); do echo "line $i: sphinx of black quartz, judge my vow"; done > "$WORK/text.txt"
-"$BUILD/moe-data" --out "$WORK/data" "$WORK/text.txt" > /dev/null 2>&1 || { echo "FAIL: moe-data"; exit 1; }
+source "$(dirname "$0")/common.sh"
+prepare_work "$1" "$2"
 cat > "$WORK/cfg.yaml" <<YAML
 model: {vocab_size: 256, d_model: 128, n_layers: 2, n_heads: 4, ffn_hidden: 256, max_seq_len: 32,
         moe: {num_experts: 8, top_k: 2, expert_hidden: 256}}

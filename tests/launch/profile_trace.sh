@@ -4,11 +4,8 @@
 # with one process per rank, compute and communication tracks and the expected event names.
 #   profile_trace.sh BUILD_DIR WORK_DIR
 set -u
-BUILD=$(cd "$1" && pwd); WORK=$2
-rm -rf "$WORK" && mkdir -p "$WORK"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-for i in $(seq 1 2000); do echo "line $i: the five boxing wizards jump quickly"; done > "$WORK/text.txt"
-"$BUILD/moe-data" --out "$WORK/data" "$WORK/text.txt" > /dev/null 2>&1 || { echo "FAIL: moe-data"; exit 1; }
+source "$(dirname "$0")/common.sh"
+prepare_work "$1" "$2"
 cat > "$WORK/cfg.yaml" <<YAML
 model: {vocab_size: 256, d_model: 64, n_layers: 2, n_heads: 4, ffn_hidden: 96, max_seq_len: 64,
         moe: {num_experts: 4, top_k: 2, expert_hidden: 64, num_shared_experts: 1, first_dense_layers: 1}}

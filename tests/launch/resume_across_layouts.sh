@@ -4,11 +4,8 @@
 # data and reach the same losses and weights as the uninterrupted 4-rank run, within float32
 # tolerance; on the same layout, bit for bit.   resume_across_layouts.sh BUILD_DIR WORK_DIR
 set -u
-BUILD=$(cd "$1" && pwd); WORK=$2
-rm -rf "$WORK" && mkdir -p "$WORK"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-for i in $(seq 1 2000); do echo "line $i: how vexingly quick daft zebras jump"; done > "$WORK/text.txt"
-"$BUILD/moe-data" --out "$WORK/data" "$WORK/text.txt" > /dev/null 2>&1 || { echo "FAIL: moe-data"; exit 1; }
+source "$(dirname "$0")/common.sh"
+prepare_work "$1" "$2"
 cat > "$WORK/cfg.yaml" <<YAML
 model: {vocab_size: 256, d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 96, max_seq_len: 32,
         moe: {num_experts: 4, top_k: 2, expert_hidden: 48, first_dense_layers: 1, router: {bias_update_rate: 0.001}}}

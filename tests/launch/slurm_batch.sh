@@ -3,11 +3,10 @@
 # and checks the job trained and checkpointed. Exit 77 (skipped) when no cluster answers; start one
 # with launch/slurm_local_cluster.sh.   slurm_batch.sh SOURCE_DIR BUILD_DIR WORK_DIR
 set -u
-SRC=$(cd "$1" && pwd); BUILD=$(cd "$2" && pwd); WORK=$3
+SRC=$(cd "$1" && pwd)
 sinfo -h > /dev/null 2>&1 || { echo "no Slurm cluster answers: skipped"; exit 77; }
-rm -rf "$WORK" && mkdir -p "$WORK"
-for i in $(seq 1 300); do echo "line $i: pack my box with five dozen liquor jugs"; done > "$WORK/text.txt"
-"$BUILD/moe-data" --out "$WORK/data" "$WORK/text.txt" > /dev/null 2>&1 || { echo "FAIL: moe-data"; exit 1; }
+source "$(dirname "$0")/common.sh"
+prepare_work "$2" "$3"
 cat > "$WORK/cfg.yaml" <<YAML
 model: {vocab_size: 256, d_model: 32, n_layers: 2, n_heads: 4, ffn_hidden: 64, max_seq_len: 32,
         moe: {num_experts: 4, top_k: 2, expert_hidden: 32}}

@@ -6,12 +6,8 @@
 #    names the phase they were waiting in, and the job ends;
 # 3. an error raised on the ranks (a missing data file) ends every rank with the message.
 set -u
-BUILD=$(cd "$1" && pwd)
-WORK=$2
-rm -rf "$WORK" && mkdir -p "$WORK"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-for i in $(seq 1 400); do echo "line $i: the quick brown fox jumps over the lazy dog"; done > "$WORK/text.txt"
-"$BUILD/moe-data" --out "$WORK/data" "$WORK/text.txt" > /dev/null 2>&1 || { echo "FAIL: moe-data"; exit 1; }
+source "$(dirname "$0")/../launch/common.sh"
+prepare_work "$1" "$2"
 cat > "$WORK/cfg.yaml" <<YAML
 model: {vocab_size: 256, d_model: 32, n_layers: 2, n_heads: 4, ffn_hidden: 64, max_seq_len: 32,
         moe: {num_experts: 4, top_k: 2, expert_hidden: 32}}
