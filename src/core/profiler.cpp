@@ -8,14 +8,20 @@ Profiler& Profiler::instance() {
   return p;
 }
 
-void Profiler::enter() { child_ms_.push_back(0.0); }
+void Profiler::enter(bool opaque) {
+  frames_.push_back({0.0, opaque});
+  if (opaque) ++opaque_open_;
+}
 
 void Profiler::leave(const char* phase, double start_ms, double end_ms) {
   const double total = end_ms - start_ms;
-  const double children = child_ms_.empty() ? 0.0 : child_ms_.back();
-  if (!child_ms_.empty()) child_ms_.pop_back();
-  if (!child_ms_.empty()) child_ms_.back() += total;  // the parent excludes this scope
-  add(phase, total - children);
+  Frame f = frames_.empty() ? Frame{} : frames_.back();
+  if (!frames_.empty()) frames_.pop_back();
+  if (f.opaque) --opaque_open_;
+  if (opaque_open_ == 0) {  // not inside an opaque phase: counted
+    if (!frames_.empty()) frames_.back().child_ms += total;  // the parent excludes this scope
+    add(phase, total - f.child_ms);
+  }
   if (tracing_) trace_.push_back({phase, start_ms * 1000.0, total * 1000.0});
 }
 

@@ -1,7 +1,8 @@
 // Step profiler: wall time per named phase, summed over one optimizer step. Phases may nest (a
 // collective inside attention's forward): each phase is charged its exclusive time (its own time
 // minus its children's), so the phases of a step add up to the time they cover; what none covers
-// is reported as "other". Optionally records every scope as a trace event (Chrome trace format)
+// is reported as "other". An opaque phase (evaluation, checkpoint) is charged its whole time: the
+// phases inside it are traced but not counted as the step's own forward/backward work. Optionally records every scope as a trace event (Chrome trace format)
 // for a window of steps. Main training thread only.
 #pragma once
 #include <atomic>
@@ -32,13 +33,18 @@ class Profiler {
   static std::atomic<const char*>& current_phase();
 
   // Used by ScopedPhase.
-  void enter();
+  void enter(bool opaque);
   void leave(const char* phase, double start_ms, double end_ms);
 
  private:
   void add(const char* phase, double ms);
   std::vector<std::pair<std::string, double>> phases_;
-  std::vector<double> child_ms_;  // per open scope: time spent in its children
+  struct Frame {
+    double child_ms = 0;  // time spent in its (counted) children
+    bool opaque = false;
+  };
+  std::vector<Frame> frames_;  // open scopes, innermost last
+  int opaque_open_ = 0;
   std::vector<TraceEvent> trace_;
   bool enabled_ = true;
   bool tracing_ = false;
@@ -48,9 +54,9 @@ double now_ms();
 
 class ScopedPhase {
  public:
-  explicit ScopedPhase(const char* phase)
+  explicit ScopedPhase(const char* phase, bool opaque = false)
       : phase_(phase), previous_(Profiler::current_phase().exchange(phase)), start_(now_ms()) {
-    Profiler::instance().enter();
+    Profiler::instance().enter(opaque);
   }
   ~ScopedPhase() {
     Profiler::instance().leave(phase_, start_, now_ms());

@@ -174,11 +174,11 @@ int Trainer::run() {
     sm.tokens_seen = done * int64_t(t.global_batch) * t.seq_len;
     sm.expert_load = std::move(r.expert_load);
     if (t.eval_every > 0 && (done % t.eval_every == 0 || done == t.steps)) {
-      ScopedPhase phase("eval");
+      ScopedPhase phase("eval", /*opaque=*/true);
       sm.val_loss = evaluate(model, *valid_file, cfg_, *groups.dp);
     }
     if (cfg_.checkpoint.every > 0 && (done % cfg_.checkpoint.every == 0 || done == t.steps)) {
-      ScopedPhase phase("checkpoint");
+      ScopedPhase phase("checkpoint", /*opaque=*/true);
       CheckpointMeta meta{done, sm.tokens_seen, done * int64_t(t.global_batch), resolved};
       writer.submit(cfg_.checkpoint.dir,
                     take_checkpoint_snapshot(meta, model.params(), &optim, {&world_, groups.tp.get(), groups.ep.get()},
