@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "grad_check.h"
 #include "kernels/attention.h"
@@ -13,6 +14,10 @@ using test::random_vector;
 struct AttnShape {
   int64_t B, S, H, Hkv, hd;
 };
+
+void PrintTo(const AttnShape& s, std::ostream* os) {
+  *os << "B" << s.B << "_S" << s.S << "_H" << s.H << "_Hkv" << s.Hkv << "_hd" << s.hd;
+}
 
 static void reference_attention(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
                                 std::vector<double>& out, const AttnShape& s) {
@@ -75,6 +80,11 @@ TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
 // Small shapes, GQA groups of 1, 2 and 4, and a sequence longer than one 64-row block.
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
                          ::testing::Values(AttnShape{1, 5, 2, 2, 4}, AttnShape{2, 7, 4, 2, 6}, AttnShape{1, 9, 4, 1, 4},
-                                           AttnShape{1, 130, 2, 1, 8}));
+                                           AttnShape{1, 130, 2, 1, 8}),
+                         [](const auto& info) {
+                           std::ostringstream os;
+                           PrintTo(info.param, &os);
+                           return os.str();
+                         });
 
 }  // namespace moe

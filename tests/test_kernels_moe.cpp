@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <numeric>
 
 #include "grad_check.h"
@@ -18,6 +19,11 @@ struct RouterCase {
   bool sigmoid, norm_topk, bias;
   int64_t k;
 };
+
+void PrintTo(const RouterCase& c, std::ostream* os) {
+  *os << (c.sigmoid ? "sigmoid" : "softmax") << (c.norm_topk ? "_norm" : "_raw") << (c.bias ? "_bias" : "") << "_top"
+      << c.k;
+}
 
 class RouterTest : public ::testing::TestWithParam<RouterCase> {};
 
@@ -90,7 +96,12 @@ TEST_P(RouterTest, BackwardMatchesFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(Variants, RouterTest,
                          ::testing::Values(RouterCase{false, true, false, 2}, RouterCase{false, false, false, 2},
                                            RouterCase{true, true, false, 3}, RouterCase{true, false, true, 2},
-                                           RouterCase{false, true, true, 1}, RouterCase{true, true, true, 1}));
+                                           RouterCase{false, true, true, 1}, RouterCase{true, true, true, 1}),
+                         [](const auto& info) {
+                           std::ostringstream os;
+                           PrintTo(info.param, &os);
+                           return os.str();
+                         });
 
 TEST(MoeOrder, StableCountingSortAndCapacityDropsLaterTokens) {
   const int64_t T = 6, k = 2, E = 3;
