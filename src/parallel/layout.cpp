@@ -21,7 +21,7 @@ ParallelGroups ParallelGroups::build(Communicator& world, const Config& cfg) {
   divides(m.vocab_size, "model.vocab_size");
   divides(int64_t(cfg.train.micro_batch) * cfg.train.seq_len, "train.micro_batch x train.seq_len (MoE token slices)");
   MOE_CHECK(p.expert_sharding == "ep",
-            cfg.source << ": parallel.expert_sharding = fssdp is not implemented yet; use ep");
+            cfg.source << ": parallel.expert_sharding = fssdp is not available in this version (FSSDP is planned); use ep");
   ParallelGroups g;
   g.world = &world;
   g.tp_size = p.tp;
