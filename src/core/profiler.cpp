@@ -42,6 +42,26 @@ std::vector<std::pair<std::string, double>> Profiler::take() {
   return out;
 }
 
+void Profiler::set_main_thread() { main_thread_ = std::this_thread::get_id(); }
+
+void Profiler::add_bytes(double bytes) {
+  if (!enabled_ || std::this_thread::get_id() != main_thread_) return;
+  const char* phase = current_phase().load();
+  for (auto& [name, sum] : bytes_) {
+    if (name == phase) {
+      sum += bytes;
+      return;
+    }
+  }
+  bytes_.emplace_back(phase, bytes);
+}
+
+std::vector<std::pair<std::string, double>> Profiler::take_bytes() {
+  auto out = std::move(bytes_);
+  bytes_.clear();
+  return out;
+}
+
 std::vector<TraceEvent> Profiler::take_trace() {
   auto out = std::move(trace_);
   trace_.clear();

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,6 +30,11 @@ class Profiler {
   void set_tracing(bool on) { tracing_ = on; }
   bool tracing() const { return tracing_; }
   std::vector<TraceEvent> take_trace();
+  // Bytes a collective of the main thread moves (sent by this rank), charged to the innermost open
+  // phase; calls from other threads (the checkpoint writer) are ignored.
+  void add_bytes(double bytes);
+  std::vector<std::pair<std::string, double>> take_bytes();
+  void set_main_thread();  // the thread whose phases are profiled (the first user by default)
   // The innermost phase running now on the main thread ("" outside any); read by the watchdog.
   static std::atomic<const char*>& current_phase();
 
@@ -38,7 +44,8 @@ class Profiler {
 
  private:
   void add(const char* phase, double ms);
-  std::vector<std::pair<std::string, double>> phases_;
+  std::vector<std::pair<std::string, double>> phases_, bytes_;
+  std::thread::id main_thread_ = std::this_thread::get_id();
   struct Frame {
     double child_ms = 0;  // time spent in its (counted) children
     bool opaque = false;

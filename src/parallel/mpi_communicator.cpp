@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/profiler.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_handle.h"
 
@@ -50,18 +51,23 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   void all_reduce_sum(float* data, int64_t n) override {
+    Profiler::instance().add_bytes(4.0 * n);
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_SUM, comm_), "all_reduce");
   }
   void all_reduce_sum(double* data, int64_t n) override {
+    Profiler::instance().add_bytes(8.0 * n);
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_DOUBLE, MPI_SUM, comm_), "all_reduce");
   }
   void all_reduce_sum(int64_t* data, int64_t n) override {
+    Profiler::instance().add_bytes(8.0 * n);
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_INT64_T, MPI_SUM, comm_), "all_reduce");
   }
   void all_reduce_max(float* data, int64_t n) override {
+    Profiler::instance().add_bytes(4.0 * n);
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_MAX, comm_), "all_reduce max");
   }
   std::unique_ptr<PendingOp> all_reduce_sum_async(float* data, int64_t n) override {
+    Profiler::instance().add_bytes(4.0 * n);
     MPI_Request r;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_SUM, comm_, &r), "iallreduce");
     return std::make_unique<MpiPending>(r);
@@ -70,16 +76,21 @@ class MpiCommunicator final : public Communicator {
     check_mpi(MPI_Bcast(data, as_count(bytes), MPI_BYTE, root, comm_), "broadcast");
   }
   void all_gather(const float* in, float* out, int64_t n) override {
+    Profiler::instance().add_bytes(4.0 * n);
     check_mpi(MPI_Allgather(in == out + rank_ * n ? MPI_IN_PLACE : in, as_count(n), MPI_FLOAT, out, as_count(n),
                             MPI_FLOAT, comm_),
               "all_gather");
   }
   void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
+    Profiler::instance().add_bytes(4.0 * n * size_);
     check_mpi(MPI_Reduce_scatter_block(in, out, as_count(n), MPI_FLOAT, MPI_SUM, comm_), "reduce_scatter");
   }
   void all_to_all_v(const float* send, const int64_t* send_counts, float* recv, const int64_t* recv_counts) override {
     std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
     int64_t so = 0, ro = 0;
+    for (int r = 0; r < size_; ++r) so += r == rank_ ? 0 : send_counts[r];
+    Profiler::instance().add_bytes(4.0 * so);  // what leaves this rank
+    so = 0;
     for (int r = 0; r < size_; ++r) {
       sc[r] = as_count(send_counts[r]);
       rc[r] = as_count(recv_counts[r]);
@@ -92,6 +103,7 @@ class MpiCommunicator final : public Communicator {
               "all_to_all_v");
   }
   void all_to_all(const int64_t* send, int64_t* recv, int64_t n) override {
+    Profiler::instance().add_bytes(8.0 * n * (size_ - 1));
     check_mpi(MPI_Alltoall(send, as_count(n), MPI_INT64_T, recv, as_count(n), MPI_INT64_T, comm_), "all_to_all");
   }
   void barrier() override { check_mpi(MPI_Barrier(comm_), "barrier"); }

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "train/phase_stats.h"
 
 namespace moe {
 
@@ -31,6 +32,26 @@ std::string metrics_to_json(const StepMetrics& m) {
   s += ", \"breakdown_ms\": {";
   for (size_t i = 0; i < m.breakdown_ms.size(); ++i)
     s += (i ? ", \"" : "\"") + m.breakdown_ms[i].first + "\": " + num(m.breakdown_ms[i].second);
+  auto object = [&](const char* key, const std::vector<std::pair<std::string, double>>& kv) {
+    s += std::string("}, \"") + key + "\": {";
+    for (size_t i = 0; i < kv.size(); ++i) s += (i ? ", \"" : "\"") + kv[i].first + "\": " + num(kv[i].second);
+  };
+  if (!m.breakdown_mean_ms.empty()) object("breakdown_mean_ms", m.breakdown_mean_ms);
+  if (!m.breakdown_max_ms.empty()) object("breakdown_max_ms", m.breakdown_max_ms);
+  std::vector<std::pair<std::string, double>> gbps;
+  for (const auto& [phase, bytes] : m.comm_bytes)
+    for (const auto& [name, ms] : m.breakdown_ms)
+      if (name == phase && ms > 0) gbps.emplace_back(phase, bytes / (ms * 1e6));
+  object("comm_bytes", m.comm_bytes);
+  object("comm_gb_per_s", gbps);
+  std::vector<std::pair<std::string, double>> imb_expert, imb_rank;
+  for (const auto& [layer, load] : m.expert_load) {
+    LoadImbalance li = load_imbalance(load, m.ep);
+    imb_expert.emplace_back(std::to_string(layer), li.per_expert);
+    imb_rank.emplace_back(std::to_string(layer), li.per_rank);
+  }
+  object("imbalance_per_expert", imb_expert);
+  object("imbalance_per_rank", imb_rank);
   s += "}, \"expert_load\": {";
   for (size_t i = 0; i < m.expert_load.size(); ++i) {
     s += (i ? ", \"" : "\"") + std::to_string(m.expert_load[i].first) + "\": [";

@@ -14,7 +14,10 @@ struct StepMetrics {
   double tokens_per_s = 0, step_ms = 0, mfu = 0;
   int64_t tokens_seen = 0;
   double val_loss = -1;  // < 0: not evaluated this step
-  std::vector<std::pair<std::string, double>> breakdown_ms;                  // phase -> ms
+  std::vector<std::pair<std::string, double>> breakdown_ms;                  // phase -> ms (rank 0)
+  std::vector<std::pair<std::string, double>> breakdown_mean_ms, breakdown_max_ms;  // over ranks
+  std::vector<std::pair<std::string, double>> comm_bytes;                    // phase -> bytes sent (rank 0)
+  int ep = 1;  // for the per-rank load imbalance
   std::vector<std::pair<int, std::vector<int64_t>>> expert_load;            // layer -> tokens per expert
 };
 

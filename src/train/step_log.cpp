@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/logging.h"
+#include "train/phase_stats.h"
 
 namespace moe {
 
@@ -26,23 +27,30 @@ void StepLog::print(const StepMetrics& m) {
   if (every <= 0 || m.step % every != 0 || steps_ == 0) return;
   std::vector<std::pair<std::string, double>> rows(phase_sum_.begin(), phase_sum_.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  auto lookup = [](const std::vector<std::pair<std::string, double>>& kv, const std::string& k) {
+    for (const auto& [name, v] : kv)
+      if (name == k) return v;
+    return 0.0;
+  };
   double covered = 0;
-  std::string table = strformat("[profile] step-time breakdown, mean of %d steps (%.1f ms/step):\n", steps_,
-                                step_ms_sum_ / steps_);
+  std::string table = strformat("[profile] step-time breakdown: rank 0 mean of %d steps (%.1f ms/step); "
+                                "mean and max over ranks of step %lld:\n",
+                                steps_, step_ms_sum_ / steps_, (long long)m.step);
+  table += strformat("  %-20s %10s %7s %10s %10s %12s\n", "phase", "rank0 ms", "share", "mean ms", "max ms", "GB/s");
   for (const auto& [phase, sum] : rows) {
     covered += sum;
-    table += strformat("  %-20s %9.2f ms %6.1f%%\n", phase.c_str(), sum / steps_, 100.0 * sum / step_ms_sum_);
+    double bytes = lookup(m.comm_bytes, phase), ms = lookup(m.breakdown_ms, phase);
+    std::string bw = bytes > 0 && ms > 0 ? strformat("%.2f", bytes / (ms * 1e6)) : "";
+    table += strformat("  %-20s %10.2f %6.1f%% %10.2f %10.2f %12s\n", phase.c_str(), sum / steps_,
+                       100.0 * sum / step_ms_sum_, lookup(m.breakdown_mean_ms, phase), lookup(m.breakdown_max_ms, phase),
+                       bw.c_str());
   }
-  table += strformat("  %-20s %9.2f ms %6.1f%%\n", "other", (step_ms_sum_ - covered) / steps_,
+  table += strformat("  %-20s %10.2f %6.1f%%\n", "other", (step_ms_sum_ - covered) / steps_,
                      100.0 * (step_ms_sum_ - covered) / step_ms_sum_);
   for (const auto& [layer, load] : m.expert_load) {
-    double total = 0, mx = 0;
-    for (auto c : load) {
-      total += double(c);
-      mx = std::max(mx, double(c));
-    }
-    double mean = load.empty() ? 0 : total / double(load.size());
-    table += strformat("  layer %d expert load max/mean %.2f\n", layer, mean > 0 ? mx / mean : 0.0);
+    LoadImbalance li = load_imbalance(load, m.ep);
+    table += strformat("  layer %d load max/mean: %.2f per expert, %.2f per expert-parallel rank\n", layer,
+                       li.per_expert, li.per_rank);
   }
   log_info(table);
   phase_sum_.clear();

@@ -21,6 +21,7 @@
 #include "train/evaluate.h"
 #include "train/flops.h"
 #include "train/metrics.h"
+#include "train/phase_stats.h"
 #include "train/step_log.h"
 #include "train/trace_writer.h"
 #include "train/train_step.h"
@@ -145,7 +146,9 @@ int Trainer::run() {
     log_info(strformat("[checkpoint] saved %s: %.1f MB written in %.2f s (%.0f MB/s)", path.c_str(), mb, secs,
                        mb / secs));
   });
+  Profiler::instance().set_main_thread();
   Profiler::instance().take();
+  Profiler::instance().take_bytes();
   Watchdog watchdog(world_);
   // Trace window, 1-based steps inclusive; [0, 0]: steps 2 and 3 (after the warm-up step).
   int64_t trace_first = cfg_.profile.trace_steps[0], trace_last = cfg_.profile.trace_steps[1];
@@ -196,8 +199,13 @@ int Trainer::run() {
     sm.tokens_per_s = double(t.global_batch) * t.seq_len / (sm.step_ms / 1000.0);
     sm.mfu = flops_per_token * sm.tokens_per_s / (peak * 1e9);
     sm.breakdown_ms = Profiler::instance().take();
+    sm.comm_bytes = Profiler::instance().take_bytes();
+    sm.ep = cfg_.parallel.ep;
     step_log.record(sm);
-    if (done % t.log_every == 0 || done == t.steps || sm.val_loss >= 0) {
+    if (done % t.log_every == 0 || done == t.steps || sm.val_loss >= 0) {  // the same steps on every rank
+      PhaseStats stats = reduce_phases(sm.breakdown_ms, world_);
+      sm.breakdown_mean_ms = std::move(stats.mean);
+      sm.breakdown_max_ms = std::move(stats.max);
       if (metrics) metrics->write(sm);
       step_log.print(sm);
     }

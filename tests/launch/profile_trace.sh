@@ -27,6 +27,13 @@ for line in open(out + "/metrics.jsonl"):
     if not 0.95 <= share <= 1.001:
         print(f"FAIL: step {m['step']}: phases cover {share:.3f} of the step time"); ok = False
 print(f"breakdown: phases cover {share:.3f} of the last step's {m['step_ms']:.1f} ms")
+for key in ("breakdown_mean_ms", "breakdown_max_ms", "comm_bytes", "comm_gb_per_s", "imbalance_per_expert", "imbalance_per_rank"):
+    if key not in m:
+        print(f"FAIL: metrics.jsonl lacks {key}"); ok = False
+if ok and not (m["comm_bytes"].get("dispatch", 0) > 0 and m["comm_bytes"].get("grad_sync", 0) > 0):
+    print(f"FAIL: no bytes counted for dispatch / grad_sync: {m['comm_bytes']}"); ok = False
+if ok and any(m["breakdown_max_ms"][k] + 1e-6 < m["breakdown_mean_ms"][k] for k in m["breakdown_mean_ms"]):
+    print("FAIL: a max over ranks below the mean"); ok = False
 trace = json.load(open(out + "/trace.json"))
 events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
 tracks = collections.defaultdict(set)
