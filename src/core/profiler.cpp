@@ -25,42 +25,37 @@ void Profiler::leave(const char* phase, double start_ms, double end_ms) {
   if (tracing_) trace_.push_back({phase, start_ms * 1000.0, total * 1000.0});
 }
 
-void Profiler::add(const char* phase, double ms) {
-  if (!enabled_) return;
-  for (auto& [name, sum] : phases_) {
+// Adds value to the entry named phase, appending it the first time (keeps first-seen order).
+static void accumulate(std::vector<std::pair<std::string, double>>& totals, const char* phase, double value) {
+  for (auto& [name, sum] : totals) {
     if (name == phase) {
-      sum += ms;
+      sum += value;
       return;
     }
   }
-  phases_.emplace_back(phase, ms);
+  totals.emplace_back(phase, value);
 }
 
-std::vector<std::pair<std::string, double>> Profiler::take() {
-  auto out = std::move(phases_);
-  phases_.clear();
+static std::vector<std::pair<std::string, double>> take_all(std::vector<std::pair<std::string, double>>& totals) {
+  auto out = std::move(totals);
+  totals.clear();
   return out;
 }
+
+void Profiler::add(const char* phase, double ms) {
+  if (enabled_) accumulate(phases_, phase, ms);
+}
+
+std::vector<std::pair<std::string, double>> Profiler::take() { return take_all(phases_); }
 
 void Profiler::set_main_thread() { main_thread_ = std::this_thread::get_id(); }
 
 void Profiler::add_bytes(double bytes) {
   if (!enabled_ || std::this_thread::get_id() != main_thread_) return;
-  const char* phase = current_phase().load();
-  for (auto& [name, sum] : bytes_) {
-    if (name == phase) {
-      sum += bytes;
-      return;
-    }
-  }
-  bytes_.emplace_back(phase, bytes);
+  accumulate(bytes_, current_phase().load(), bytes);
 }
 
-std::vector<std::pair<std::string, double>> Profiler::take_bytes() {
-  auto out = std::move(bytes_);
-  bytes_.clear();
-  return out;
-}
+std::vector<std::pair<std::string, double>> Profiler::take_bytes() { return take_all(bytes_); }
 
 std::vector<TraceEvent> Profiler::take_trace() {
   auto out = std::move(trace_);

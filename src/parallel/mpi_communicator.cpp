@@ -50,22 +50,10 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
-  void all_reduce_sum(float* data, int64_t n) override {
-    Profiler::instance().add_bytes(4.0 * n);
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_SUM, comm_), "all_reduce");
-  }
-  void all_reduce_sum(double* data, int64_t n) override {
-    Profiler::instance().add_bytes(8.0 * n);
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_DOUBLE, MPI_SUM, comm_), "all_reduce");
-  }
-  void all_reduce_sum(int64_t* data, int64_t n) override {
-    Profiler::instance().add_bytes(8.0 * n);
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_INT64_T, MPI_SUM, comm_), "all_reduce");
-  }
-  void all_reduce_max(float* data, int64_t n) override {
-    Profiler::instance().add_bytes(4.0 * n);
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_MAX, comm_), "all_reduce max");
-  }
+  void all_reduce_sum(float* data, int64_t n) override { all_reduce(data, n, MPI_FLOAT, MPI_SUM); }
+  void all_reduce_sum(double* data, int64_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_SUM); }
+  void all_reduce_sum(int64_t* data, int64_t n) override { all_reduce(data, n, MPI_INT64_T, MPI_SUM); }
+  void all_reduce_max(float* data, int64_t n) override { all_reduce(data, n, MPI_FLOAT, MPI_MAX); }
   std::unique_ptr<PendingOp> all_reduce_sum_async(float* data, int64_t n) override {
     Profiler::instance().add_bytes(4.0 * n);
     MPI_Request r;
@@ -119,6 +107,13 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // In-place all-reduce of n elements of `type` (counted as sent bytes by the profiler).
+  template <class T>
+  void all_reduce(T* data, int64_t n, MPI_Datatype type, MPI_Op op) {
+    Profiler::instance().add_bytes(double(sizeof(T)) * n);
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, as_count(n), type, op, comm_), "all_reduce");
+  }
+
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
