@@ -2,8 +2,10 @@
 #include "train/hdf5_io.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
+#include "train/fletcher32.h"
 
 namespace moe {
 namespace {
@@ -79,6 +81,27 @@ bool H5File::exists(const std::string& object_path) const {
   }
 }
 
+namespace {
+
+// Chunk shape of a checkpoint dataset: the whole tensor, its leading dimension cut so a chunk holds
+// at most 1M floats (4 MiB). Fletcher32 covers each chunk.
+std::vector<hsize_t> chunk_shape_of(const std::vector<int64_t>& full_shape) {
+  std::vector<hsize_t> chunk(full_shape.begin(), full_shape.end());
+  int64_t n = 1;
+  for (auto d : full_shape) n *= d;
+  const int64_t inner = n / std::max<int64_t>(1, full_shape[0]);
+  chunk[0] = hsize_t(std::max<int64_t>(1, std::min<int64_t>(full_shape[0], (1 << 20) / std::max<int64_t>(1, inner))));
+  return chunk;
+}
+
+// Direct chunk I/O hands HDF5 the file's bytes: only valid when memory floats are the file's type.
+bool native_float_is_file_type() {
+  static const bool same = H5Tequal(H5T_NATIVE_FLOAT, H5T_IEEE_F32LE) > 0;
+  return same;
+}
+
+}  // namespace
+
 void H5File::write_floats_slice(const std::string& object_path, const std::vector<int64_t>& full_shape, int dim,
                                 int64_t offset, const std::vector<int64_t>& local_shape, const float* data,
                                 bool active) {
@@ -87,13 +110,11 @@ void H5File::write_floats_slice(const std::string& object_path, const std::vecto
   Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
   H5Pset_create_intermediate_group(lcpl.id, 1);
   Handle dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
-  // Chunk = the whole tensor capped near 4 MiB (leading dimension cut), so Fletcher32 covers it.
   int64_t n = 1;
   for (auto d : full_shape) n *= d;
+  std::vector<hsize_t> chunk;
   if (n > 0 && !dims.empty()) {
-    std::vector<hsize_t> chunk(dims);
-    int64_t inner = n / full_shape[0];
-    chunk[0] = hsize_t(std::max<int64_t>(1, std::min<int64_t>(full_shape[0], (1 << 20) / std::max<int64_t>(1, inner))));
+    chunk = chunk_shape_of(full_shape);
     H5Pset_chunk(dcpl.id, int(chunk.size()), chunk.data());
     H5Pset_fletcher32(dcpl.id);
   }
@@ -101,6 +122,10 @@ void H5File::write_floats_slice(const std::string& object_path, const std::vecto
               H5Dclose};
   MOE_CHECK(dset.id >= 0, "checkpoint '" << path_ << "': cannot create dataset " << object_path);
   if (n == 0) return;
+  if (!parallel_ && active && local_shape == full_shape && native_float_is_file_type()) {
+    write_chunks_direct(dset.id, object_path, full_shape, chunk, data);
+    return;
+  }
   Handle fspace{H5Dget_space(dset.id), H5Sclose};
   std::vector<hsize_t> mdims(local_shape.begin(), local_shape.end());
   Handle mspace{H5Screate_simple(int(mdims.size()), mdims.data(), nullptr), H5Sclose};
@@ -117,6 +142,26 @@ void H5File::write_floats_slice(const std::string& object_path, const std::vecto
   if (parallel_) H5Pset_dxpl_mpio(xfer.id, H5FD_MPIO_COLLECTIVE);  // filtered datasets need collective I/O
   MOE_CHECK(H5Dwrite(dset.id, H5T_NATIVE_FLOAT, mspace.id, fspace.id, xfer.id, data) >= 0,
             "checkpoint '" << path_ << "': writing " << object_path << " failed");
+}
+
+// One writer holding the whole tensor: each chunk is copied once into a reused buffer, padded with
+// the fill value (0) past the last row, its Fletcher32 appended, and handed to HDF5 as stored bytes.
+void H5File::write_chunks_direct(hid_t dset, const std::string& object_path, const std::vector<int64_t>& full_shape,
+                                 const std::vector<hsize_t>& chunk, const float* data) {
+  size_t inner = 1;
+  for (size_t d = 1; d < full_shape.size(); ++d) inner *= size_t(full_shape[d]);
+  const size_t rows = chunk[0], chunk_bytes = rows * inner * sizeof(float);
+  chunk_buffer_.resize(chunk_bytes + 4);
+  std::vector<hsize_t> at(full_shape.size(), 0);
+  for (int64_t r0 = 0; r0 < full_shape[0]; r0 += int64_t(rows)) {
+    const size_t have = size_t(std::min<int64_t>(int64_t(rows), full_shape[0] - r0)) * inner * sizeof(float);
+    std::memcpy(chunk_buffer_.data(), data + size_t(r0) * inner, have);
+    std::memset(chunk_buffer_.data() + have, 0, chunk_bytes - have);
+    const size_t stored = append_fletcher32(chunk_buffer_.data(), chunk_bytes);
+    at[0] = hsize_t(r0);
+    MOE_CHECK(H5Dwrite_chunk(dset, H5P_DEFAULT, 0, at.data(), stored, chunk_buffer_.data()) >= 0,
+              "checkpoint '" << path_ << "': writing " << object_path << " failed");
+  }
 }
 
 std::vector<int64_t> H5File::dataset_shape(const std::string& object_path) const {
@@ -144,9 +189,49 @@ std::vector<std::string> H5File::list_datasets() const {
   return names;
 }
 
+// The reverse of write_chunks_direct. Returns false, having written nothing it vouches for, when the
+// dataset is laid out otherwise or any chunk looks wrong (unexpected size, filter skipped, checksum
+// mismatch); the caller then reads through HDF5's pipeline, which reports the problem itself.
+bool H5File::read_chunks_direct(hid_t dset, const std::string& /*object_path*/, float* data) const {
+  if (!native_float_is_file_type()) return false;
+  Handle type{H5Dget_type(dset), H5Tclose};
+  if (H5Tequal(type.id, H5T_IEEE_F32LE) <= 0) return false;
+  Handle dcpl{H5Dget_create_plist(dset), H5Pclose};
+  if (H5Pget_layout(dcpl.id) != H5D_CHUNKED || H5Pget_nfilters(dcpl.id) != 1) return false;
+  unsigned flags = 0, config = 0;
+  size_t nvalues = 0;
+  if (H5Pget_filter2(dcpl.id, 0, &flags, &nvalues, nullptr, 0, nullptr, &config) != H5Z_FILTER_FLETCHER32) return false;
+  Handle space{H5Dget_space(dset), H5Sclose};
+  const int nd = H5Sget_simple_extent_ndims(space.id);
+  if (nd < 1) return false;
+  std::vector<hsize_t> dims(nd), chunk(nd);
+  H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
+  if (H5Pget_chunk(dcpl.id, nd, chunk.data()) != nd) return false;
+  size_t inner = 1;
+  for (int d = 1; d < nd; ++d) {
+    if (chunk[d] != dims[d]) return false;
+    inner *= size_t(dims[d]);
+  }
+  const size_t chunk_bytes = size_t(chunk[0]) * inner * sizeof(float);
+  chunk_buffer_.resize(chunk_bytes + 4);
+  std::vector<hsize_t> at(nd, 0);
+  for (hsize_t r0 = 0; r0 < dims[0]; r0 += chunk[0]) {
+    at[0] = r0;
+    hsize_t stored = 0;
+    uint32_t skipped = 0;
+    if (H5Dget_chunk_storage_size(dset, at.data(), &stored) < 0 || stored != chunk_bytes + 4) return false;
+    if (H5Dread_chunk(dset, H5P_DEFAULT, at.data(), &skipped, chunk_buffer_.data()) < 0 || skipped != 0) return false;
+    if (!fletcher32_matches(chunk_buffer_.data(), chunk_bytes + 4)) return false;
+    const size_t rows = size_t(std::min<hsize_t>(chunk[0], dims[0] - r0));
+    std::memcpy(data + size_t(r0) * inner, chunk_buffer_.data(), rows * inner * sizeof(float));
+  }
+  return true;
+}
+
 void H5File::read_floats(const std::string& object_path, float* data) const {
   Handle dset{H5Dopen2(id_, object_path.c_str(), H5P_DEFAULT), H5Dclose};
   MOE_CHECK(dset.id >= 0, "checkpoint '" << path_ << "': dataset " << object_path << " is missing");
+  if (read_chunks_direct(dset.id, object_path, data)) return;
   MOE_CHECK(H5Dread(dset.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
             "checkpoint '" << path_ << "': reading " << object_path
                            << " failed (checksum mismatch, truncated or corrupt file)");

@@ -31,7 +31,8 @@ class H5File {
   // Creates a float32 dataset of `full_shape` at `object_path` (groups created as needed), chunked
   // with the Fletcher32 checksum filter so corruption is detected on read, and writes into it the
   // slice [offset, offset + local_shape[dim]) along `dim` from `data` (laid out as local_shape),
-  // or nothing when !active.
+  // or nothing when !active. A serial file given the whole tensor writes its chunks directly with
+  // our own Fletcher32 (src/train/fletcher32.h); the stored bytes are those the filter would store.
   void write_floats_slice(const std::string& object_path, const std::vector<int64_t>& full_shape, int dim,
                           int64_t offset, const std::vector<int64_t>& local_shape, const float* data, bool active);
   void write_floats(const std::string& object_path, const std::vector<int64_t>& shape, const float* data,
@@ -41,6 +42,8 @@ class H5File {
   std::vector<int64_t> dataset_shape(const std::string& object_path) const;
   // Every dataset in the file ("/model/embed/weight", ...), in name order.
   std::vector<std::string> list_datasets() const;
+  // The whole dataset. Chunks are read directly and their Fletcher32 checked by us when the dataset
+  // has the layout write_floats_slice gives; anything else goes through HDF5's filter pipeline.
   void read_floats(const std::string& object_path, float* data) const;
   // The slice [offset, offset + count) along dimension `dim` only (a shard), through an HDF5 hyperslab.
   void read_floats_slice(const std::string& object_path, int dim, int64_t offset, int64_t count, float* data) const;
@@ -53,9 +56,13 @@ class H5File {
 
  private:
   H5File(hid_t id, std::string path, bool parallel = false) : id_(id), path_(std::move(path)), parallel_(parallel) {}
+  void write_chunks_direct(hid_t dset, const std::string& object_path, const std::vector<int64_t>& full_shape,
+                           const std::vector<hsize_t>& chunk, const float* data);
+  bool read_chunks_direct(hid_t dset, const std::string& object_path, float* data) const;
   hid_t id_ = -1;
   std::string path_;
   bool parallel_ = false;
+  mutable std::vector<unsigned char> chunk_buffer_;  // direct chunk I/O, reused across datasets
 };
 
 }  // namespace moe
