@@ -101,6 +101,7 @@ struct CheckpointConfig {
 };
 
 struct ProfileConfig {
+  bool enabled = true;  // false: no phase timing at all (no breakdown in the log or metrics.jsonl)
   int breakdown_every = 0;
   bool trace = false;
   std::vector<int> trace_steps = {0, 0};

@@ -95,6 +95,7 @@ void visit_config_fields(Config& c, Visitor& v) {
   v.end();
 
   v.begin("profile");
+  v.field("enabled", c.profile.enabled);
   v.field("breakdown_every", c.profile.breakdown_every);
   v.field("trace", c.profile.trace);
   v.field("trace_steps", c.profile.trace_steps);

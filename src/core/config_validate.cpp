@@ -115,6 +115,8 @@ void Config::finalize(int world_size, bool need_data) {
   RULE(checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1");
   RULE(!checkpoint.resume.empty(), "checkpoint.resume", "must be auto, never or a checkpoint path");
   RULE(profile.breakdown_every >= 0, "profile.breakdown_every", "must be >= 0");
+  RULE(profile.enabled || (profile.breakdown_every == 0 && !profile.trace), "profile.enabled",
+       "is false, so profile.breakdown_every must be 0 and profile.trace false");
   RULE(profile.trace_steps.size() == 2 && profile.trace_steps[0] <= profile.trace_steps[1],
        "profile.trace_steps", "must be [first, last] with first <= last");
 }

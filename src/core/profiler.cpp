@@ -1,6 +1,8 @@
 // Step profiler implementation.
 #include "core/profiler.h"
 
+#include <algorithm>
+
 namespace moe {
 
 Profiler& Profiler::instance() {
@@ -21,6 +23,7 @@ void Profiler::leave(const char* phase, double start_ms, double end_ms) {
   if (opaque_open_ == 0) {  // not inside an opaque phase: counted
     if (!frames_.empty()) frames_.back().child_ms += total;  // the parent excludes this scope
     add(phase, total - f.child_ms);
+    ++scopes_;
   }
   if (tracing_) trace_.push_back({phase, start_ms * 1000.0, total * 1000.0});
 }
@@ -56,6 +59,29 @@ void Profiler::add_bytes(double bytes) {
 }
 
 std::vector<std::pair<std::string, double>> Profiler::take_bytes() { return take_all(bytes_); }
+
+void Profiler::async_comm(const char* name, double start_ms, double end_ms, double wait_start_ms) {
+  if (!enabled_) return;
+  overlapped_ms_ += std::min(std::max(wait_start_ms - start_ms, 0.0), end_ms - start_ms);
+  if (tracing_) trace_.push_back({name, start_ms * 1000.0, (end_ms - start_ms) * 1000.0});
+}
+
+double Profiler::take_overlapped_ms() {
+  const double v = overlapped_ms_;
+  overlapped_ms_ = 0;
+  return v;
+}
+
+int64_t Profiler::take_scope_count() {
+  const int64_t n = scopes_;
+  scopes_ = 0;
+  return n;
+}
+
+bool is_communication_phase(const std::string& n) {
+  return n == "dispatch" || n == "combine" || n == "dispatch_counts" || n == "grad_sync" || n == "grad_allreduce" ||
+         n == "param_gather" || n == "tp_allreduce" || n == "tp_gather" || n == "moe_stats_sync" || n == "loss_sync";
+}
 
 std::vector<TraceEvent> Profiler::take_trace() {
   auto out = std::move(trace_);

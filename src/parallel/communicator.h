@@ -12,6 +12,10 @@ class PendingOp {
  public:
   virtual ~PendingOp() = default;
   virtual void wait() = 0;
+  // After wait(): when the collective really ran (now_ms() clock), where the implementation knows
+  // (one run by a communication thread). False otherwise: the profiler then counts the whole op as
+  // waited for, never as overlapped.
+  virtual bool ran_between(double* /*start_ms*/, double* /*end_ms*/) const { return false; }
 };
 
 class Communicator {

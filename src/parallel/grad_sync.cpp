@@ -66,7 +66,11 @@ void GradSync::finish() {
   for (auto& [layer, pair] : buckets_)
     for (auto& b : pair) {
       if (b.pending) {
+        const double wait_start = now_ms();
         b.pending->wait();
+        double ran_from = 0, ran_to = 0;
+        if (b.pending->ran_between(&ran_from, &ran_to))
+          Profiler::instance().async_comm("grad_allreduce", ran_from, ran_to, wait_start);
         b.pending.reset();
         int64_t o = 0;
         for (Param* p : b.params) {

@@ -1,11 +1,15 @@
 // MpiCommunicator: the Communicator over an MPI communicator (Open MPI from Debian). Groups come
-// from MPI_Comm_split. Non-blocking all-reduce uses MPI_Iallreduce and completes in wait().
+// from MPI_Comm_split. A non-blocking all-reduce runs as a blocking MPI_Allreduce on the process's
+// communication thread (parallel/comm_worker.h), over a duplicate of the group's communicator so
+// it never meets the main thread's collectives; that needs MPI_THREAD_MULTIPLE, and without it the
+// all-reduce is an MPI_Iallreduce completed in wait().
 #include <mpi.h>
 
 #include <vector>
 
 #include "core/error.h"
 #include "core/profiler.h"
+#include "parallel/comm_worker.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_handle.h"
 
@@ -32,6 +36,39 @@ class MpiPending final : public PendingOp {
   MPI_Request request_;
 };
 
+// A collective run by the communication thread; knows when it ran.
+class WorkerPending final : public PendingOp {
+ public:
+  WorkerPending(CommWorker& worker, std::shared_ptr<CommWorker::Ticket> ticket)
+      : worker_(worker), ticket_(std::move(ticket)) {}
+  ~WorkerPending() override {
+    try {
+      if (!waited_) worker_.wait(ticket_);  // the buffer must outlive the collective
+    } catch (...) {
+    }
+  }
+  void wait() override {
+    waited_ = true;
+    worker_.wait(ticket_);
+  }
+  bool ran_between(double* start_ms, double* end_ms) const override {
+    if (!waited_) return false;
+    *start_ms = ticket_->start_ms;
+    *end_ms = ticket_->end_ms;
+    return true;
+  }
+
+ private:
+  CommWorker& worker_;
+  std::shared_ptr<CommWorker::Ticket> ticket_;
+  bool waited_ = false;
+};
+
+CommWorker& shared_comm_worker() {
+  static CommWorker worker;
+  return worker;
+}
+
 // MPI counts are int; every buffer here is far below 2^31 elements, checked anyway.
 int as_count(int64_t n) {
   MOE_CHECK(n >= 0 && n <= int64_t(0x7fffffff), "MPI message of " << n << " elements exceeds the int count limit");
@@ -45,6 +82,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_size(comm_, &size_);
   }
   ~MpiCommunicator() override {
+    if (async_comm_ != MPI_COMM_NULL) MPI_Comm_free(&async_comm_);
     if (owned_) MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
@@ -56,6 +94,15 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_max(float* data, int64_t n) override { all_reduce(data, n, MPI_FLOAT, MPI_MAX); }
   std::unique_ptr<PendingOp> all_reduce_sum_async(float* data, int64_t n) override {
     Profiler::instance().add_bytes(4.0 * n);
+    const int count = as_count(n);
+    if (mpi_thread_multiple()) {
+      if (async_comm_ == MPI_COMM_NULL) check_mpi(MPI_Comm_dup(comm_, &async_comm_), "comm_dup");  // collective
+      MPI_Comm comm = async_comm_;
+      auto job = [data, count, comm] {
+        check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, comm), "all_reduce (async)");
+      };
+      return std::make_unique<WorkerPending>(shared_comm_worker(), shared_comm_worker().submit(job));
+    }
     MPI_Request r;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, as_count(n), MPI_FLOAT, MPI_SUM, comm_, &r), "iallreduce");
     return std::make_unique<MpiPending>(r);
@@ -115,6 +162,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_;
+  MPI_Comm async_comm_ = MPI_COMM_NULL;  // duplicate for the communication thread's collectives
   bool owned_;
   int rank_ = 0, size_ = 1;
 };

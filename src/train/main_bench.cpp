@@ -1,8 +1,10 @@
 // moe-bench CONFIG.yaml [--set key=value]...        alone, or under mpirun for a parallel layout
 // Trains the config's model on synthetic tokens (no data files needed): 2 warm-up steps, then
-// train.steps timed steps. Prints tokens/s (total and per rank) and MFU = model FLOP/s over the sum
-// of the ranks' fp32 GEMM peaks (OpenBLAS sgemm, measured in the same run), the phase breakdown,
-// and with ep > 1 the time of Dispatch + Combine against bare MPI_Alltoallv of the same bytes.
+// 2 x train.steps timed steps with the profiler on and off in turn. Prints tokens/s (total and per
+// rank) and MFU = model FLOP/s over the sum of the ranks' fp32 GEMM peaks (OpenBLAS sgemm, measured
+// in the same run), the phase breakdown, exposed and overlapped communication, the profiler's
+// overhead, and with ep > 1 the time of Dispatch + Combine against bare MPI_Alltoallv of the same
+// bytes.
 #include <mpi.h>
 #include <omp.h>
 
@@ -29,6 +31,27 @@
 
 namespace moe {
 namespace {
+
+// Cost of one profiled scope (enter, leave, exclusive-time accounting), nested one deep as in the
+// model, timed on a throw-away phase name; the phases it adds are discarded.
+double time_profiler_scope_ns() {
+  Profiler& prof = Profiler::instance();
+  const int n = 200000;
+  const double t0 = now_ms();
+  for (int i = 0; i < n; ++i) {
+    ScopedPhase outer("profiler_selftest_outer");
+    ScopedPhase inner("profiler_selftest_inner");
+  }
+  const double ns = (now_ms() - t0) * 1e6 / (2.0 * n);
+  prof.take();
+  prof.take_scope_count();
+  return ns;
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
 
 int run_bench(int argc, char** argv, Communicator& world) {
   CliArgs args = parse_cli_args(argc, argv, "moe-bench");
@@ -67,36 +90,61 @@ int run_bench(int argc, char** argv, Communicator& world) {
                 model.params().num_elements() / 1e6, model.active_matmul_params() / 1e6, flops_per_token / 1e6);
   }
   for (int s = 0; s < 2; ++s) runner.run(s, fill);
-  Profiler::instance().take();
+  Profiler& prof = Profiler::instance();
+  prof.take();
+  prof.take_overlapped_ms();
+  prof.take_scope_count();
+  // 2 x train.steps timed steps, the profiler on and off in turn, so its overhead is measured
+  // against the same drift of the machine; the breakdown comes from the profiled half.
   std::map<std::string, double> phases;
-  std::vector<double> step_ms;
-  for (int s = 0; s < t.steps; ++s) {
+  std::vector<double> step_ms, on_ms, off_ms;
+  double overlapped_ms = 0;
+  for (int s = 0; s < 2 * t.steps; ++s) {
+    const bool on = s % 2 == 0;
+    prof.set_enabled(on);
     world.barrier();
     double t0 = now_ms();
     runner.run(2 + s, fill);
     world.barrier();
     step_ms.push_back(now_ms() - t0);
-    for (auto& [name, ms] : Profiler::instance().take()) phases[name] += ms;
+    (on ? on_ms : off_ms).push_back(step_ms.back());
+    if (!on) continue;
+    for (auto& [name, ms] : prof.take()) phases[name] += ms;
+    overlapped_ms += prof.take_overlapped_ms();
   }
-  double total_ms = 0;
+  prof.set_enabled(true);
+  const double scopes_per_step = double(prof.take_scope_count()) / t.steps;
+  const double scope_ns = time_profiler_scope_ns();
+  double total_ms = 0, on_total = 0;
   for (double ms : step_ms) total_ms += ms;
-  const double tokens = double(t.global_batch) * t.seq_len * t.steps;
+  for (double ms : on_ms) on_total += ms;
+  const int steps = 2 * t.steps;
+  const double tokens = double(t.global_batch) * t.seq_len * steps;
   const double tps = tokens / (total_ms / 1000.0);
   if (root) {
-    std::printf("steps timed: %d, mean step %.1f ms (min %.1f)\n", t.steps, total_ms / t.steps,
+    std::printf("steps timed: %d, mean step %.1f ms (min %.1f)\n", steps, total_ms / steps,
                 *std::min_element(step_ms.begin(), step_ms.end()));
     std::printf("tokens/s: %.1f total, %.1f per rank\nachieved: %.1f GFLOP/s\nMFU: %.1f%% of the measured fp32 GEMM peak\n",
                 tps, tps / world.size(), flops_per_token * tps / 1e9, 100.0 * flops_per_token * tps / (peak * 1e9));
     std::vector<std::pair<std::string, double>> rows(phases.begin(), phases.end());
     std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second > b.second; });
-    double covered = 0;
-    std::printf("phase breakdown on rank 0 (ms per step):\n");
+    double covered = 0, comm = 0;
+    std::printf("phase breakdown on rank 0 (ms per step, profiled steps):\n");
     for (auto& [name, ms] : rows) {
       covered += ms;
-      std::printf("  %-20s %9.2f  %5.1f%%\n", name.c_str(), ms / t.steps, 100.0 * ms / total_ms);
+      if (is_communication_phase(name)) comm += ms;
+      std::printf("  %-20s %9.2f  %5.1f%%\n", name.c_str(), ms / t.steps, 100.0 * ms / on_total);
     }
-    std::printf("  %-20s %9.2f  %5.1f%%\n", "other", (total_ms - covered) / t.steps,
-                100.0 * (total_ms - covered) / total_ms);
+    std::printf("  %-20s %9.2f  %5.1f%%\n", "other", (on_total - covered) / t.steps,
+                100.0 * (on_total - covered) / on_total);
+    std::printf("communication on rank 0: %.2f ms/step exposed (%.1f%% of the step), %.2f ms/step overlapped with "
+                "compute\n", comm / t.steps, 100.0 * comm / on_total, overlapped_ms / t.steps);
+    const double on_median = median_of(on_ms), off_median = median_of(off_ms);
+    std::printf("profiler overhead: %.0f scopes/step x %.0f ns = %.3f ms/step (%.4f%% of the step); median step "
+                "%.1f ms with it, %.1f ms without (%+.2f%%: run-to-run noise, the steps alternate)\n",
+                scopes_per_step, scope_ns, scopes_per_step * scope_ns / 1e6,
+                100.0 * scopes_per_step * scope_ns / 1e6 / (on_total / t.steps), on_median, off_median,
+                100.0 * (on_median - off_median) / off_median);
   }
   if (cfg.parallel.ep > 1) {
     DispatchTiming d = time_dispatch_combine(*groups.ep, cfg.model.moe.num_experts,
@@ -114,7 +162,8 @@ int run_bench(int argc, char** argv, Communicator& world) {
 
 int main(int argc, char** argv) {
   moe::tune_host_allocator();
-  MPI_Init(&argc, &argv);
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);  // non-blocking all-reduce on a thread (comm_worker.h)
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   int rank = 0;

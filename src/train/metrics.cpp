@@ -29,6 +29,7 @@ std::string metrics_to_json(const StepMetrics& m) {
     if (phase.size() > 4 && phase.compare(phase.size() - 4, 4, "_bwd") == 0) bwd += ms;
   }
   s += ", \"forward_ms\": " + num(fwd) + ", \"backward_ms\": " + num(bwd);
+  s += ", \"comm_exposed_ms\": " + num(m.comm_exposed_ms) + ", \"comm_overlapped_ms\": " + num(m.comm_overlapped_ms);
   s += ", \"breakdown_ms\": {";
   for (size_t i = 0; i < m.breakdown_ms.size(); ++i)
     s += (i ? ", \"" : "\"") + m.breakdown_ms[i].first + "\": " + num(m.breakdown_ms[i].second);

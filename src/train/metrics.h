@@ -17,6 +17,9 @@ struct StepMetrics {
   std::vector<std::pair<std::string, double>> breakdown_ms;                  // phase -> ms (rank 0)
   std::vector<std::pair<std::string, double>> breakdown_mean_ms, breakdown_max_ms;  // over ranks
   std::vector<std::pair<std::string, double>> comm_bytes;                    // phase -> bytes sent (rank 0)
+  // Rank 0's communication: time the main thread spent in collectives and waiting for them
+  // (exposed), and time non-blocking collectives ran behind compute (overlapped).
+  double comm_exposed_ms = 0, comm_overlapped_ms = 0;
   int ep = 1;  // for the per-rank load imbalance
   std::vector<std::pair<int, std::vector<int64_t>>> expert_load;            // layer -> tokens per expert
 };

@@ -1,10 +1,19 @@
 // Profile statistics over ranks and experts.
 #include "train/phase_stats.h"
 
+#include "core/profiler.h"
+
 #include <algorithm>
 #include <sstream>
 
 namespace moe {
+
+double communication_ms(const PhaseTimes& phases) {
+  double ms = 0;
+  for (const auto& [name, t] : phases)
+    if (is_communication_phase(name)) ms += t;
+  return ms;
+}
 
 PhaseStats reduce_phases(const PhaseTimes& mine, Communicator& world) {
   // Rank 0's phase names, in its order, define the rows.

@@ -15,6 +15,9 @@ struct PhaseStats {
   PhaseTimes mean, max;  // over ranks, for the phases of rank 0 (a phase a rank lacks counts as 0)
 };
 
+// Sum of the communication phases (is_communication_phase): the step's exposed communication.
+double communication_ms(const PhaseTimes& phases);
+
 // Collective over world.
 PhaseStats reduce_phases(const PhaseTimes& mine, Communicator& world);
 

@@ -11,6 +11,8 @@ namespace moe {
 
 void StepLog::record(const StepMetrics& m) {
   for (const auto& [phase, ms] : m.breakdown_ms) phase_sum_[phase] += ms;
+  exposed_sum_ += m.comm_exposed_ms;
+  overlapped_sum_ += m.comm_overlapped_ms;
   step_ms_sum_ += m.step_ms;
   ++steps_;
 }
@@ -47,6 +49,8 @@ void StepLog::print(const StepMetrics& m) {
   }
   table += strformat("  %-20s %10.2f %6.1f%%\n", "other", (step_ms_sum_ - covered) / steps_,
                      100.0 * (step_ms_sum_ - covered) / step_ms_sum_);
+  table += strformat("  communication: %.2f ms/step exposed (%.1f%% of the step), %.2f ms/step overlapped with compute\n",
+                     exposed_sum_ / steps_, 100.0 * exposed_sum_ / step_ms_sum_, overlapped_sum_ / steps_);
   for (const auto& [layer, load] : m.expert_load) {
     LoadImbalance li = load_imbalance(load, m.ep);
     table += strformat("  layer %d load max/mean: %.2f per expert, %.2f per expert-parallel rank\n", layer,
@@ -54,7 +58,7 @@ void StepLog::print(const StepMetrics& m) {
   }
   log_info(table);
   phase_sum_.clear();
-  step_ms_sum_ = 0;
+  step_ms_sum_ = exposed_sum_ = overlapped_sum_ = 0;
   steps_ = 0;
 }
 

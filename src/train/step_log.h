@@ -18,7 +18,7 @@ class StepLog {
  private:
   const Config& cfg_;
   std::map<std::string, double> phase_sum_;
-  double step_ms_sum_ = 0;
+  double step_ms_sum_ = 0, exposed_sum_ = 0, overlapped_sum_ = 0;  // since the last table
   int steps_ = 0;
 };
 

@@ -7,13 +7,9 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/profiler.h"
 
 namespace moe {
-
-bool is_communication_phase(const std::string& n) {
-  return n == "dispatch" || n == "combine" || n == "dispatch_counts" || n == "grad_sync" || n == "param_gather" ||
-         n == "tp_allreduce" || n == "tp_gather" || n == "moe_stats_sync" || n == "loss_sync";
-}
 
 std::string write_trace(const std::vector<TraceEvent>& events, const std::string& out_dir, Communicator& world) {
   const int rank = world.rank();

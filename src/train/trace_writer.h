@@ -11,7 +11,6 @@
 
 namespace moe {
 
-bool is_communication_phase(const std::string& name);
 // Collective over world. Returns the merged file's path (on every rank).
 std::string write_trace(const std::vector<TraceEvent>& events, const std::string& out_dir, Communicator& world);
 

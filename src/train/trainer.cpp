@@ -146,6 +146,7 @@ int Trainer::run() {
     log_info(strformat("[checkpoint] saved %s: %.1f MB written in %.2f s (%.0f MB/s)", path.c_str(), mb, secs,
                        mb / secs));
   });
+  Profiler::instance().set_enabled(cfg_.profile.enabled);
   Profiler::instance().set_main_thread();
   Profiler::instance().take();
   Profiler::instance().take_bytes();
@@ -200,6 +201,8 @@ int Trainer::run() {
     sm.mfu = flops_per_token * sm.tokens_per_s / (peak * 1e9);
     sm.breakdown_ms = Profiler::instance().take();
     sm.comm_bytes = Profiler::instance().take_bytes();
+    sm.comm_exposed_ms = communication_ms(sm.breakdown_ms);
+    sm.comm_overlapped_ms = Profiler::instance().take_overlapped_ms();
     sm.ep = cfg_.parallel.ep;
     step_log.record(sm);
     if (done % t.log_every == 0 || done == t.steps || sm.val_loss >= 0) {  // the same steps on every rank

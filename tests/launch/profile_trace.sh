@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Profiling outputs of a real 2-rank run (tp 1, ep 2): the per-phase breakdown in metrics.jsonl adds
-# up to the measured step time within a few percent, and trace.json parses as Chrome trace JSON
-# with one process per rank, compute and communication tracks and the expected event names.
+# up to the measured step time within a few percent, exposed communication is the sum of the
+# communication phases, and trace.json parses as Chrome trace JSON with one process per rank,
+# compute and communication tracks and the expected event names.
 #   profile_trace.sh BUILD_DIR WORK_DIR
 set -u
 source "$(dirname "$0")/common.sh"
@@ -27,9 +28,16 @@ for line in open(out + "/metrics.jsonl"):
     if not 0.95 <= share <= 1.001:
         print(f"FAIL: step {m['step']}: phases cover {share:.3f} of the step time"); ok = False
 print(f"breakdown: phases cover {share:.3f} of the last step's {m['step_ms']:.1f} ms")
-for key in ("breakdown_mean_ms", "breakdown_max_ms", "comm_bytes", "comm_gb_per_s", "imbalance_per_expert", "imbalance_per_rank"):
+for key in ("breakdown_mean_ms", "breakdown_max_ms", "comm_bytes", "comm_gb_per_s", "imbalance_per_expert",
+            "imbalance_per_rank", "comm_exposed_ms", "comm_overlapped_ms"):
     if key not in m:
         print(f"FAIL: metrics.jsonl lacks {key}"); ok = False
+if ok:
+    comm_phases = ("dispatch", "combine", "dispatch_counts", "grad_sync", "tp_allreduce", "moe_stats_sync", "loss_sync")
+    exposed = sum(v for k, v in m["breakdown_ms"].items() if k in comm_phases)
+    if abs(exposed - m["comm_exposed_ms"]) > 1e-3 * max(1.0, exposed) or not 0 <= m["comm_overlapped_ms"] <= m["step_ms"]:
+        print(f"FAIL: exposed {m['comm_exposed_ms']} (phases say {exposed}), overlapped {m['comm_overlapped_ms']}"); ok = False
+    print(f"communication: {m['comm_exposed_ms']:.2f} ms exposed, {m['comm_overlapped_ms']:.2f} ms overlapped")
 if ok and not (m["comm_bytes"].get("dispatch", 0) > 0 and m["comm_bytes"].get("grad_sync", 0) > 0):
     print(f"FAIL: no bytes counted for dispatch / grad_sync: {m['comm_bytes']}"); ok = False
 if ok and any(m["breakdown_max_ms"][k] + 1e-6 < m["breakdown_mean_ms"][k] for k in m["breakdown_mean_ms"]):
@@ -41,7 +49,7 @@ for e in events:
     tracks[(e["pid"], e["tid"])].add(e["name"])
 for rank in (0, 1):
     need_compute = {"attention_fwd", "attention_bwd", "router_fwd", "experts_fwd", "experts_bwd", "lm_head_loss", "optimizer"}
-    need_comm = {"dispatch", "combine", "grad_sync"}
+    need_comm = {"dispatch", "combine", "grad_sync", "grad_allreduce"}  # the last: the non-blocking all-reduce itself
     if not need_compute <= tracks[(rank, 0)] or not need_comm <= tracks[(rank, 1)]:
         print(f"FAIL: rank {rank}: compute {sorted(tracks[(rank, 0)])}, communication {sorted(tracks[(rank, 1)])}"); ok = False
 names = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "process_name"}

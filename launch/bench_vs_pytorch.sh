@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# moe-train against an eager PyTorch implementation of the same model, on the same machine, in the
+# same run: tokens/s of each and the speed-up (docs/performance.md).
+#   bash launch/bench_vs_pytorch.sh [CONFIG.yaml] [STEPS]      default: configs/bench.yaml, 5
+# Needs a built tree (launch/setup.sh) and torch for Debian's python3 (apt-get install python3-torch);
+# exits 77 when torch is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${1:-configs/bench.yaml}
+STEPS=${2:-5}
+PY=""
+for candidate in /usr/bin/python3 python3; do
+  if "$candidate" -c "import torch, yaml" 2>/dev/null; then PY=$candidate; break; fi
+done
+if [ -z "$PY" ]; then
+  echo "bench_vs_pytorch: no python3 with torch and yaml; install them with: apt-get install python3-torch python3-yaml" >&2
+  exit 77
+fi
+[ -x build/moe-bench ] || { echo "bench_vs_pytorch: build/moe-bench missing: run launch/setup.sh first" >&2; exit 1; }
+THREADS=$(nproc)
+echo "== moe-bench ($THREADS threads)"
+OMP_NUM_THREADS=$THREADS build/moe-bench "$CONFIG" --set train.steps="$STEPS" | tee /tmp/moe_bench_$$.txt
+echo "== eager PyTorch ($THREADS threads)"
+"$PY" launch/pytorch_baseline.py "$CONFIG" --steps "$STEPS" --threads "$THREADS" | tee /tmp/pytorch_bench_$$.txt
+ours=$(awk '/^tokens\/s:/ {print $2}' /tmp/moe_bench_$$.txt)
+theirs=$(awk '/^tokens\/s:/ {print $2}' /tmp/pytorch_bench_$$.txt)
+rm -f /tmp/moe_bench_$$.txt /tmp/pytorch_bench_$$.txt
+awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "speed-up: moe-train %.1f tokens/s, eager PyTorch %.1f tokens/s: %.2fx\n", a, b, a / b }'
