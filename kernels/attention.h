@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda_stream.h"
+
 namespace moe {
 
 void attention_forward(const float* q, const float* k, const float* v, float* out, float* probs, int64_t B, int64_t S,
@@ -12,5 +14,18 @@ void attention_forward(const float* q, const float* k, const float* v, float* ou
 // dq, dk, dv are assigned. Parallel over (batch, kv head), so shared kv heads never race.
 void attention_backward(const float* q, const float* k, const float* v, const float* probs, const float* dout,
                         float* dq, float* dk, float* dv, int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t hd);
+
+// ---- CUDA twin (kernels/cuda/attention.cu; built when the build has CUDA, MOE_WITH_CUDA): same
+// semantics on device pointers, launched on `stream`. ----
+namespace cuda {
+// Flash-attention style: the S x S matrix is never stored; lse [B, H, S] (logsumexp of each query
+// row's scaled scores) is saved instead and the backward recomputes the probabilities from it.
+void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse, int64_t B, int64_t S,
+                       int64_t H, int64_t Hkv, int64_t hd, Stream stream = nullptr);
+// dq, dk, dv assigned (dk, dv through atomics over the query heads that share a kv head).
+void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                        const float* dout, float* dq, float* dk, float* dv, int64_t B, int64_t S, int64_t H,
+                        int64_t Hkv, int64_t hd, Stream stream = nullptr);
+}  // namespace cuda
 
 }  // namespace moe

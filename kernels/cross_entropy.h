@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda_stream.h"
+
 namespace moe {
 
 // The pieces, for logits split over the vocabulary (each rank holds V columns; the caller reduces
@@ -18,5 +20,28 @@ void cross_entropy_backward(const float* logits, const int32_t* targets, const f
 // when dlogits is non-null it receives (softmax - onehot) * grad_scale (may alias logits).
 void cross_entropy_forward_backward(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* loss,
                                     float* dlogits, float grad_scale);
+
+// ---- CUDA twin (kernels/cuda/cross_entropy.cu; built when the build has CUDA, MOE_WITH_CUDA): same
+// semantics on device pointers, launched on `stream`. ----
+namespace cuda {
+void cross_entropy_row_max(const float* logits, int64_t T, int64_t V, float* row_max, Stream stream = nullptr);
+void cross_entropy_sum_exp(const float* logits, const float* row_max, int64_t T, int64_t V, float* sum_exp,
+                           Stream stream = nullptr);
+void cross_entropy_target_logit(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* out,
+                                Stream stream = nullptr);
+void cross_entropy_backward(const float* logits, const int32_t* targets, const float* row_max, const float* sum_exp,
+                            int64_t T, int64_t V, float grad_scale, float* dlogits, Stream stream = nullptr);
+// loss[t] = row_max[t] + log(sum_exp[t]) - target_logit[t]
+void cross_entropy_loss(const float* row_max, const float* sum_exp, const float* target_logit, int64_t T, float* loss,
+                        Stream stream = nullptr);
+// The LM head fused with the cross-entropy, chunk by chunk over the vocabulary, so the [T, V]
+// logits never exist: h [T, D], W [V, D] (device). Pass 1 computes each chunk's logits [T, chunk]
+// with cuBLAS and folds them into running row max / sum of exponentials / target logit; pass 2
+// recomputes each chunk, turns it into (softmax - onehot) * grad_scale, and accumulates
+// dh [T, D] (assigned) and dW [V, D] (accumulated). loss [T] per token. scratch: T * chunk floats.
+void lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
+                           int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
+                           Stream stream = nullptr);
+}  // namespace cuda
 
 }  // namespace moe

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda_stream.h"
+
 namespace moe {
 
 void add_inplace(float* y, const float* x, int64_t n);  // y += x
@@ -9,5 +11,17 @@ void add(const float* a, const float* b, float* out, int64_t n);  // out = a + b
 void scale_inplace(float* x, int64_t n, float s);       // x *= s
 // Sum of squares in double, summed in fixed blocks then in order: the same result for any thread count.
 double sum_squares(const float* x, int64_t n);
+
+// ---- CUDA twin (kernels/cuda/elementwise.cu; built when the build has CUDA, MOE_WITH_CUDA): same
+// semantics on device pointers, launched on `stream`. ----
+namespace cuda {
+void add_inplace(float* y, const float* x, int64_t n, Stream stream = nullptr);
+void add(const float* a, const float* b, float* out, int64_t n, Stream stream = nullptr);
+void scale_inplace(float* x, int64_t n, float s, Stream stream = nullptr);
+double sum_squares(const float* x, int64_t n, Stream stream = nullptr);
+// The global-norm reduction: sum of squares of `count` device tensors in one launch (block partials
+// in double, summed on the host in block order: deterministic).
+double sum_squares_many(const float* const* tensors, const int64_t* sizes, int count, Stream stream = nullptr);
+}  // namespace cuda
 
 }  // namespace moe

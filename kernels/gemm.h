@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda_stream.h"
+
 namespace moe {
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -23,5 +25,22 @@ void gemm_grouped_rows(int64_t G, int64_t W, const int64_t* offsets, bool trans_
 // same rows of B ([rows, N]); C_w = C + w * stride_c (row-major, leading dim N). Accumulates.
 void gemm_grouped_weight_grad(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const float* A,
                               int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c);
+
+// ---- CUDA twin (kernels/cuda/gemm.cu; built when the build has CUDA, MOE_WITH_CUDA): same
+// semantics on device pointers, launched on `stream`. ----
+namespace cuda {
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc, Stream stream = nullptr);
+// bf16 inputs (A, B: __nv_bfloat16), fp32 accumulation; C fp32, or bf16 when c_is_bf16.
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+               const void* B, int64_t ldb, float beta, void* C, int64_t ldc, bool c_is_bf16, Stream stream = nullptr);
+// offsets are host arrays; one cublasGemmGroupedBatchedEx call for all groups.
+void gemm_grouped_rows(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t stride_b, int64_t ldb, float beta,
+                       float* C, int64_t ldc, Stream stream = nullptr);
+void gemm_grouped_weight_grad(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const float* A,
+                              int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c,
+                              Stream stream = nullptr);
+}  // namespace cuda
 
 }  // namespace moe

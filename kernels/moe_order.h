@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda_stream.h"
+
 namespace moe {
 
 // idx: [T, k] chosen experts. capacity == nullptr: dropless; else expert e keeps its first
@@ -24,5 +26,21 @@ void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, i
 // dye[slot[t, j], :] = w[t, j] * dy[t, :];  dw[t, j] = dy[t, :] . ye[slot[t, j], :]  (0 when dropped)
 void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,
                           int64_t D, float* dye, float* dw);
+
+// ---- CUDA twin (kernels/cuda/moe_order.cu; built when the build has CUDA, MOE_WITH_CUDA): same
+// semantics on device pointers, launched on `stream`. ----
+namespace cuda {
+// idx, slot and row_token are device arrays; capacity, counts and offsets are host arrays (the
+// grouped GEMMs need the offsets on the host). Synchronises the stream.
+int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int64_t* capacity, int64_t* counts,
+                  int64_t* offsets, int64_t* slot, int32_t* row_token, Stream stream = nullptr);
+void moe_gather(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs, Stream stream = nullptr);
+void moe_gather_backward(const float* dxs, const int64_t* slot, int64_t T, int64_t k, int64_t D, float* dx,
+                         Stream stream = nullptr);
+void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
+                         float* y, Stream stream = nullptr);
+void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,
+                          int64_t D, float* dye, float* dw, Stream stream = nullptr);
+}  // namespace cuda
 
 }  // namespace moe

@@ -4,10 +4,19 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda_stream.h"
+
 namespace moe {
 
 void rope_forward(float* x, int64_t B, int64_t S, int64_t nh, int64_t hd, double theta);
 // Gradient of rope_forward: rotates dx by the opposite angle, in place.
 void rope_backward(float* dx, int64_t B, int64_t S, int64_t nh, int64_t hd, double theta);
+
+// ---- CUDA twin (kernels/cuda/rope.cu; built when the build has CUDA, MOE_WITH_CUDA): same
+// semantics on device pointers, launched on `stream`. ----
+namespace cuda {
+void rope_forward(float* x, int64_t B, int64_t S, int64_t nh, int64_t hd, double theta, Stream stream = nullptr);
+void rope_backward(float* dx, int64_t B, int64_t S, int64_t nh, int64_t hd, double theta, Stream stream = nullptr);
+}  // namespace cuda
 
 }  // namespace moe

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda_stream.h"
+
 namespace moe {
 
 // scores = softmax(logits) or sigmoid(logits); probs = the per-token distribution used by the
@@ -16,5 +18,16 @@ void router_forward(const float* logits, const float* bias, int64_t T, int64_t E
 void router_backward(const float* logits, const float* scores, const float* probs, const float* lse,
                      const int32_t* idx, const float* dweights, const float* dprobs, const float* dlse, int64_t T,
                      int64_t E, int64_t k, bool sigmoid, bool norm_topk, float* dlogits);
+
+// ---- CUDA twin (kernels/cuda/router.cu; built when the build has CUDA, MOE_WITH_CUDA): same
+// semantics on device pointers, launched on `stream`. ----
+namespace cuda {
+void router_forward(const float* logits, const float* bias, int64_t T, int64_t E, int64_t k, bool sigmoid,
+                    bool norm_topk, float* scores, float* probs, float* lse, int32_t* idx, float* weights,
+                    Stream stream = nullptr);
+void router_backward(const float* logits, const float* scores, const float* probs, const float* lse,
+                     const int32_t* idx, const float* dweights, const float* dprobs, const float* dlse, int64_t T,
+                     int64_t E, int64_t k, bool sigmoid, bool norm_topk, float* dlogits, Stream stream = nullptr);
+}  // namespace cuda
 
 }  // namespace moe

@@ -1,0 +1,166 @@
+// Cross-entropy on the GPU (twins of kernels/cpu/cross_entropy.cpp): one block per row.
+#include <algorithm>
+#include <cfloat>
+
+#include "kernels/cross_entropy.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/gemm.h"
+
+namespace moe::cuda {
+namespace {
+
+template <bool kMax>
+__device__ float block_reduce(float v) {
+  __shared__ float lane[kThreads];
+  lane[threadIdx.x] = v;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (int(threadIdx.x) < stride)
+      lane[threadIdx.x] = kMax ? fmaxf(lane[threadIdx.x], lane[threadIdx.x + stride])
+                               : lane[threadIdx.x] + lane[threadIdx.x + stride];
+    __syncthreads();
+  }
+  const float out = lane[0];
+  __syncthreads();
+  return out;
+}
+
+__global__ void row_max_kernel(const float* logits, int64_t V, float* row_max) {
+  const float* l = logits + blockIdx.x * V;
+  float m = -FLT_MAX;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, l[i]);
+  m = block_reduce<true>(m);
+  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
+}
+
+__global__ void sum_exp_kernel(const float* logits, const float* row_max, int64_t V, float* sum_exp) {
+  const float* l = logits + blockIdx.x * V;
+  const float m = row_max[blockIdx.x];
+  float s = 0;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) s += expf(l[i] - m);
+  s = block_reduce<false>(s);
+  if (threadIdx.x == 0) sum_exp[blockIdx.x] = s;
+}
+
+__global__ void target_logit_kernel(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* out) {
+  const int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (t < T) out[t] = targets[t] >= 0 ? logits[t * V + targets[t]] : 0.0f;
+}
+
+__global__ void backward_kernel(const float* logits, const int32_t* targets, const float* row_max,
+                                const float* sum_exp, int64_t V, float grad_scale, float* dlogits) {
+  const int64_t t = blockIdx.x;
+  const float m = row_max[t], inv = 1.0f / sum_exp[t];
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+    const float p = expf(logits[t * V + i] - m) * inv;
+    dlogits[t * V + i] = (p - (i == targets[t] ? 1.0f : 0.0f)) * grad_scale;
+  }
+}
+
+__global__ void loss_kernel(const float* row_max, const float* sum_exp, const float* target_logit, int64_t T,
+                            float* loss) {
+  const int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (t < T) loss[t] = row_max[t] + logf(sum_exp[t]) - target_logit[t];
+}
+
+// Folds one vocabulary chunk of logits [T, c] (columns v0..v0+c) into the running row max, sum of
+// exponentials and target logit: one block per row.
+__global__ void fold_chunk(const float* logits, int64_t c, int64_t v0, const int32_t* targets, float* row_max,
+                           float* sum_exp, float* target_logit) {
+  const int64_t t = blockIdx.x;
+  const float* l = logits + t * c;
+  float m = -FLT_MAX;
+  for (int64_t i = threadIdx.x; i < c; i += blockDim.x) m = fmaxf(m, l[i]);
+  m = block_reduce<true>(m);
+  float s = 0;
+  for (int64_t i = threadIdx.x; i < c; i += blockDim.x) s += expf(l[i] - m);
+  s = block_reduce<false>(s);
+  if (threadIdx.x != 0) return;
+  const float m_old = row_max[t], m_new = fmaxf(m_old, m);
+  sum_exp[t] = sum_exp[t] * expf(m_old - m_new) + s * expf(m - m_new);
+  row_max[t] = m_new;
+  const int64_t target = targets[t];
+  if (target >= v0 && target < v0 + c) target_logit[t] = l[target - v0];
+}
+
+__global__ void fill_kernel(float* x, int64_t n, float value) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    x[i] = value;
+}
+
+// In place: logits of columns v0..v0+c -> (softmax - onehot) * grad_scale.
+__global__ void chunk_backward(float* logits, int64_t c, int64_t v0, const int32_t* targets, const float* row_max,
+                               const float* sum_exp, float grad_scale) {
+  const int64_t t = blockIdx.x;
+  const float m = row_max[t], inv = 1.0f / sum_exp[t];
+  for (int64_t i = threadIdx.x; i < c; i += blockDim.x) {
+    const float p = expf(logits[t * c + i] - m) * inv;
+    logits[t * c + i] = (p - (v0 + i == targets[t] ? 1.0f : 0.0f)) * grad_scale;
+  }
+}
+
+}  // namespace
+
+void lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
+                           int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
+                           Stream stream) {
+  if (T == 0) return;
+  MOE_CHECK(chunk > 0, "lm_head_cross_entropy: chunk must be > 0");
+  float* stats = nullptr;  // row_max, sum_exp, target_logit: [3, T]
+  MOE_CUDA_CHECK(cudaMallocAsync(&stats, sizeof(float) * 3 * T, stream));
+  float *row_max = stats, *sum_exp = stats + T, *target_logit = stats + 2 * T;
+  fill_kernel<<<blocks_for(T), kThreads, 0, stream>>>(row_max, T, -FLT_MAX);
+  MOE_CUDA_CHECK(cudaMemsetAsync(sum_exp, 0, sizeof(float) * 2 * T, stream));
+  for (int64_t v0 = 0; v0 < V; v0 += chunk) {
+    const int64_t c = std::min(chunk, V - v0);
+    gemm(false, true, T, c, D, 1.0f, h, D, W + v0 * D, D, 0.0f, scratch, c, stream);
+    fold_chunk<<<unsigned(T), kThreads, 0, stream>>>(scratch, c, v0, targets, row_max, sum_exp, target_logit);
+    MOE_CUDA_LAUNCHED();
+  }
+  loss_kernel<<<blocks_for(T), kThreads, 0, stream>>>(row_max, sum_exp, target_logit, T, loss);
+  MOE_CUDA_LAUNCHED();
+  if (dh) {
+    MOE_CUDA_CHECK(cudaMemsetAsync(dh, 0, sizeof(float) * T * D, stream));
+    for (int64_t v0 = 0; v0 < V; v0 += chunk) {
+      const int64_t c = std::min(chunk, V - v0);
+      gemm(false, true, T, c, D, 1.0f, h, D, W + v0 * D, D, 0.0f, scratch, c, stream);
+      chunk_backward<<<unsigned(T), kThreads, 0, stream>>>(scratch, c, v0, targets, row_max, sum_exp, grad_scale);
+      MOE_CUDA_LAUNCHED();
+      gemm(false, false, T, D, c, 1.0f, scratch, c, W + v0 * D, D, 1.0f, dh, D, stream);          // dh += dl W_c
+      gemm(true, false, c, D, T, 1.0f, scratch, c, h, D, 1.0f, dW + v0 * D, D, stream);           // dW_c += dl^T h
+    }
+  }
+  cudaFreeAsync(stats, stream);
+}
+
+void cross_entropy_row_max(const float* logits, int64_t T, int64_t V, float* row_max, Stream stream) {
+  if (T == 0) return;
+  row_max_kernel<<<unsigned(T), kThreads, 0, stream>>>(logits, V, row_max);
+  MOE_CUDA_LAUNCHED();
+}
+void cross_entropy_sum_exp(const float* logits, const float* row_max, int64_t T, int64_t V, float* sum_exp,
+                           Stream stream) {
+  if (T == 0) return;
+  sum_exp_kernel<<<unsigned(T), kThreads, 0, stream>>>(logits, row_max, V, sum_exp);
+  MOE_CUDA_LAUNCHED();
+}
+void cross_entropy_target_logit(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* out,
+                                Stream stream) {
+  if (T == 0) return;
+  target_logit_kernel<<<blocks_for(T), kThreads, 0, stream>>>(logits, targets, T, V, out);
+  MOE_CUDA_LAUNCHED();
+}
+void cross_entropy_backward(const float* logits, const int32_t* targets, const float* row_max, const float* sum_exp,
+                            int64_t T, int64_t V, float grad_scale, float* dlogits, Stream stream) {
+  if (T == 0) return;
+  backward_kernel<<<unsigned(T), kThreads, 0, stream>>>(logits, targets, row_max, sum_exp, V, grad_scale, dlogits);
+  MOE_CUDA_LAUNCHED();
+}
+void cross_entropy_loss(const float* row_max, const float* sum_exp, const float* target_logit, int64_t T, float* loss,
+                        Stream stream) {
+  if (T == 0) return;
+  loss_kernel<<<blocks_for(T), kThreads, 0, stream>>>(row_max, sum_exp, target_logit, T, loss);
+  MOE_CUDA_LAUNCHED();
+}
+
+}  // namespace moe::cuda

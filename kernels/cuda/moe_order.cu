@@ -1,0 +1,158 @@
+// Order / Unorder of the MoE layer on the GPU (twin of kernels/cpu/moe_order.cpp).
+// moe_order is a stable counting sort: one block per expert ranks that expert's copies in token
+// order with a block-wide prefix sum, the host turns the counts into capacity-limited offsets (it
+// needs them anyway for the grouped GEMM sizes), and a second kernel places every copy.
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/moe_order.h"
+
+namespace moe::cuda {
+namespace {
+
+__global__ void rank_copies(const int32_t* idx, int64_t n, int64_t* rank_in_expert, int64_t* counts) {
+  __shared__ int64_t scan[kThreads];
+  const int32_t e = int32_t(blockIdx.x);
+  int64_t running = 0;
+  for (int64_t base = 0; base < n; base += blockDim.x) {
+    const int64_t c = base + threadIdx.x;
+    const int64_t flag = c < n && idx[c] == e ? 1 : 0;
+    scan[threadIdx.x] = flag;
+    __syncthreads();
+    for (int stride = 1; stride < int(blockDim.x); stride *= 2) {  // inclusive Hillis-Steele scan
+      const int64_t add = int(threadIdx.x) >= stride ? scan[threadIdx.x - stride] : 0;
+      __syncthreads();
+      scan[threadIdx.x] += add;
+      __syncthreads();
+    }
+    if (flag) rank_in_expert[c] = running + scan[threadIdx.x] - 1;
+    running += scan[blockDim.x - 1];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) counts[e] = running;
+}
+
+__global__ void place_copies(const int32_t* idx, const int64_t* rank_in_expert, const int64_t* offsets,
+                             const int64_t* kept, int64_t n, int64_t k, int64_t* slot, int32_t* row_token) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= n) return;
+  const int32_t e = idx[c];
+  const int64_t r = rank_in_expert[c];
+  if (r < kept[e]) {
+    slot[c] = offsets[e] + r;
+    row_token[offsets[e] + r] = int32_t(c / k);
+  } else {
+    slot[c] = -1;
+  }
+}
+
+__global__ void gather_rows(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * D; i += int64_t(gridDim.x) * blockDim.x)
+    xs[i] = x[int64_t(row_token[i / D]) * D + i % D];
+}
+
+__global__ void gather_rows_backward(const float* dxs, const int64_t* slot, int64_t T, int64_t k, int64_t D,
+                                     float* dx) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < T * D; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / D, d = i % D;
+    float s = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t r = slot[t * k + j];
+      if (r >= 0) s += dxs[r * D + d];
+    }
+    dx[i] = s;
+  }
+}
+
+__global__ void unorder_fwd(const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
+                            float* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < T * D; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / D, d = i % D;
+    float s = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t r = slot[t * k + j];
+      if (r >= 0) s += w[t * k + j] * ye[r * D + d];
+    }
+    y[i] = s;
+  }
+}
+
+// One block per copy (t, j): dye row = w dy row; dw = dy . ye row (block reduction).
+__global__ void unorder_bwd(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t k,
+                            int64_t D, float* dye, float* dw) {
+  __shared__ float lane[kThreads];
+  const int64_t c = blockIdx.x, t = c / k, r = slot[c];
+  float dot = 0;
+  if (r >= 0)
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      dye[r * D + d] = w[c] * dy[t * D + d];
+      dot += dy[t * D + d] * ye[r * D + d];
+    }
+  lane[threadIdx.x] = dot;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (int(threadIdx.x) < stride) lane[threadIdx.x] += lane[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) dw[c] = lane[0];
+}
+
+}  // namespace
+
+int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int64_t* capacity, int64_t* counts,
+                  int64_t* offsets, int64_t* slot, int32_t* row_token, Stream stream) {
+  const int64_t n = T * k;
+  int64_t *d_rank = nullptr, *d_counts = nullptr, *d_offsets = nullptr, *d_kept = nullptr;
+  MOE_CUDA_CHECK(cudaMallocAsync(&d_rank, sizeof(int64_t) * std::max<int64_t>(n, 1), stream));
+  MOE_CUDA_CHECK(cudaMallocAsync(&d_counts, sizeof(int64_t) * E, stream));
+  MOE_CUDA_CHECK(cudaMallocAsync(&d_offsets, sizeof(int64_t) * (E + 1), stream));
+  MOE_CUDA_CHECK(cudaMallocAsync(&d_kept, sizeof(int64_t) * E, stream));
+  rank_copies<<<unsigned(E), kThreads, 0, stream>>>(idx, n, d_rank, d_counts);
+  MOE_CUDA_LAUNCHED();
+  MOE_CUDA_CHECK(cudaMemcpyAsync(counts, d_counts, sizeof(int64_t) * E, cudaMemcpyDeviceToHost, stream));
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<int64_t> kept(E);
+  offsets[0] = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    kept[e] = capacity ? std::min(counts[e], capacity[e]) : counts[e];
+    offsets[e + 1] = offsets[e] + kept[e];
+  }
+  MOE_CUDA_CHECK(cudaMemcpyAsync(d_offsets, offsets, sizeof(int64_t) * (E + 1), cudaMemcpyHostToDevice, stream));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(d_kept, kept.data(), sizeof(int64_t) * E, cudaMemcpyHostToDevice, stream));
+  if (n > 0) {
+    place_copies<<<blocks_for(n), kThreads, 0, stream>>>(idx, d_rank, d_offsets, d_kept, n, k, slot, row_token);
+    MOE_CUDA_LAUNCHED();
+  }
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream));  // `kept` (host) is read by the copy above
+  cudaFreeAsync(d_rank, stream);
+  cudaFreeAsync(d_counts, stream);
+  cudaFreeAsync(d_offsets, stream);
+  cudaFreeAsync(d_kept, stream);
+  return offsets[E];
+}
+
+void moe_gather(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs, Stream stream) {
+  if (n == 0) return;
+  gather_rows<<<blocks_for(n * D), kThreads, 0, stream>>>(x, row_token, n, D, xs);
+  MOE_CUDA_LAUNCHED();
+}
+void moe_gather_backward(const float* dxs, const int64_t* slot, int64_t T, int64_t k, int64_t D, float* dx,
+                         Stream stream) {
+  if (T == 0) return;
+  gather_rows_backward<<<blocks_for(T * D), kThreads, 0, stream>>>(dxs, slot, T, k, D, dx);
+  MOE_CUDA_LAUNCHED();
+}
+void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
+                         float* y, Stream stream) {
+  if (T == 0) return;
+  unorder_fwd<<<blocks_for(T * D), kThreads, 0, stream>>>(ye, slot, w, T, k, D, y);
+  MOE_CUDA_LAUNCHED();
+}
+void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,
+                          int64_t D, float* dye, float* dw, Stream stream) {
+  if (T == 0) return;
+  unorder_bwd<<<unsigned(T * k), kThreads, 0, stream>>>(dy, ye, slot, w, k, D, dye, dw);
+  MOE_CUDA_LAUNCHED();
+}
+
+}  // namespace moe::cuda

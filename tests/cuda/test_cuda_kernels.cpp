@@ -1,0 +1,368 @@
+// Every CUDA kernel against its CPU twin (kernels/cpu/), on random inputs, with fp32 tolerances
+// (bf16 GEMM: bf16 tolerance). Skipped at run time where no CUDA device can be used, so the CUDA
+// build is compiled and linked everywhere (CI) and checked where a GPU is lent.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/adamw.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/cuda/device.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/moe_order.h"
+#include "kernels/rms_norm.h"
+#include "kernels/rope.h"
+#include "kernels/router.h"
+#include "kernels/swiglu.h"
+#include "test_util.h"
+
+namespace moe {
+namespace {
+
+using cuda::DeviceArray;
+using test::random_vector;
+
+#define REQUIRE_GPU() \
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine"
+
+void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol, double atol,
+                  const char* what) {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  for (size_t i = 0; i < cpu.size(); ++i)
+    ASSERT_NEAR(gpu[i], cpu[i], atol + rtol * std::fabs(cpu[i])) << what << " at " << i;
+}
+
+template <class T>
+std::vector<T> down(const DeviceArray<T>& d) {
+  return d.download();
+}
+
+TEST(CudaKernels, ElementwiseAndGlobalNorm) {
+  REQUIRE_GPU();
+  const int64_t n = 100003;
+  auto a = random_vector(n, 1), b = random_vector(n, 2);
+  DeviceArray<float> da(a), db(b), dout{size_t(n)};
+  cuda::add(da.data(), db.data(), dout.data(), n);
+  std::vector<float> out(n);
+  add(a.data(), b.data(), out.data(), n);
+  expect_close(down(dout), out, 0, 0, "add");
+  cuda::add_inplace(da.data(), db.data(), n);
+  cuda::scale_inplace(da.data(), n, 0.5f);
+  add_inplace(a.data(), b.data(), n);
+  scale_inplace(a.data(), n, 0.5f);
+  expect_close(down(da), a, 0, 0, "add_inplace, scale_inplace");
+  const float* tensors[2] = {da.data(), db.data()};
+  const int64_t sizes[2] = {n, n - 7};
+  EXPECT_NEAR(cuda::sum_squares_many(tensors, sizes, 2), sum_squares(a.data(), n) + sum_squares(b.data(), n - 7),
+              1e-9 * sum_squares(a.data(), n));
+}
+
+TEST(CudaKernels, SwiGluRopeEmbeddingRmsNorm) {
+  REQUIRE_GPU();
+  const int64_t B = 2, S = 37, H = 3, hd = 16, n = B * S * H * hd;
+  auto g = random_vector(n, 3), u = random_vector(n, 4), dh = random_vector(n, 5);
+  DeviceArray<float> dg(g), du(u), ddh(dh), h{size_t(n)}, dgo{size_t(n)}, duo{size_t(n)};
+  std::vector<float> hc(n), dgc(n), duc(n);
+  cuda::swiglu_forward(dg.data(), du.data(), h.data(), n);
+  cuda::swiglu_backward(dg.data(), du.data(), ddh.data(), dgo.data(), duo.data(), n);
+  swiglu_forward(g.data(), u.data(), hc.data(), n);
+  swiglu_backward(g.data(), u.data(), dh.data(), dgc.data(), duc.data(), n);
+  expect_close(down(h), hc, 1e-5, 1e-6, "swiglu forward");
+  expect_close(down(dgo), dgc, 1e-5, 1e-6, "swiglu backward dg");
+  expect_close(down(duo), duc, 1e-5, 1e-6, "swiglu backward du");
+
+  DeviceArray<float> x(g);
+  cuda::rope_forward(x.data(), B, S, H, hd, 10000.0);
+  std::vector<float> xc = g;
+  rope_forward(xc.data(), B, S, H, hd, 10000.0);
+  expect_close(down(x), xc, 1e-5, 1e-5, "rope forward");
+  cuda::rope_backward(x.data(), B, S, H, hd, 10000.0);
+  rope_backward(xc.data(), B, S, H, hd, 10000.0);
+  expect_close(down(x), xc, 1e-5, 1e-5, "rope backward");
+
+  const int64_t V = 50, T = 64, D = 24;
+  std::vector<int32_t> tokens(T);
+  for (int64_t t = 0; t < T; ++t) tokens[t] = t % 9 == 0 ? -1 : int32_t((t * 7) % V);
+  auto table = random_vector(V * D, 6), dout = random_vector(T * D, 7);
+  DeviceArray<int32_t> dtok(tokens);
+  DeviceArray<float> dtable(table), emb{size_t(T * D)}, ddout(dout), dgrad(std::vector<float>(V * D, 0.5f));
+  cuda::embedding_forward(dtok.data(), dtable.data(), emb.data(), T, D);
+  cuda::embedding_backward(dtok.data(), ddout.data(), dgrad.data(), T, D);
+  std::vector<float> embc(T * D), gradc(V * D, 0.5f);
+  embedding_forward(tokens.data(), table.data(), embc.data(), T, D);
+  embedding_backward(tokens.data(), dout.data(), gradc.data(), T, D);
+  expect_close(down(emb), embc, 0, 0, "embedding forward");
+  expect_close(down(dgrad), gradc, 1e-5, 1e-6, "embedding backward");
+
+  auto xs = random_vector(T * D, 8), w = random_vector(D, 9), dy = random_vector(T * D, 10);
+  DeviceArray<float> dx_in(xs), dw_in(w), ddy(dy), y{size_t(T * D)}, rstd{size_t(T)}, dxo{size_t(T * D)},
+      dwo(std::vector<float>(D, 0.25f));
+  cuda::rms_norm_forward(dx_in.data(), dw_in.data(), y.data(), rstd.data(), T, D, 1e-5f);
+  cuda::rms_norm_backward(dx_in.data(), dw_in.data(), rstd.data(), ddy.data(), dxo.data(), dwo.data(), T, D);
+  std::vector<float> yc(T * D), rstdc(T), dxc(T * D), dwc(D, 0.25f);
+  rms_norm_forward(xs.data(), w.data(), yc.data(), rstdc.data(), T, D, 1e-5f);
+  rms_norm_backward(xs.data(), w.data(), rstdc.data(), dy.data(), dxc.data(), dwc.data(), T, D);
+  expect_close(down(y), yc, 1e-5, 1e-6, "rms_norm forward");
+  expect_close(down(dxo), dxc, 1e-4, 1e-5, "rms_norm backward dx");
+  expect_close(down(dwo), dwc, 1e-4, 1e-4, "rms_norm backward dw");
+}
+
+class CudaRouter : public ::testing::TestWithParam<std::tuple<bool, bool, int>> {};
+
+TEST_P(CudaRouter, ForwardAndBackwardMatchTheCpu) {
+  REQUIRE_GPU();
+  const auto [sigmoid, norm_topk, k] = GetParam();
+  const int64_t T = 300, E = 16;
+  auto logits = random_vector(T * E, 11, 2.0f), bias = random_vector(E, 12, 0.1f);
+  auto dweights = random_vector(T * k, 13), dprobs = random_vector(T * E, 14), dlse = random_vector(T, 15);
+  std::vector<float> s(T * E), p(T * E), lse(T), w(T * k), dl(T * E);
+  std::vector<int32_t> idx(T * k);
+  router_forward(logits.data(), bias.data(), T, E, k, sigmoid, norm_topk, s.data(), p.data(), lse.data(), idx.data(),
+                 w.data());
+  router_backward(logits.data(), s.data(), p.data(), lse.data(), idx.data(), dweights.data(), dprobs.data(),
+                  dlse.data(), T, E, k, sigmoid, norm_topk, dl.data());
+  DeviceArray<float> dlog(logits), dbias(bias), ds{size_t(T * E)}, dp{size_t(T * E)}, dlse_o{size_t(T)},
+      dw{size_t(T * k)}, ddw(dweights), ddp(dprobs), ddlse(dlse), ddl{size_t(T * E)};
+  DeviceArray<int32_t> didx{size_t(T * k)};
+  cuda::router_forward(dlog.data(), dbias.data(), T, E, k, sigmoid, norm_topk, ds.data(), dp.data(), dlse_o.data(),
+                       didx.data(), dw.data());
+  cuda::router_backward(dlog.data(), ds.data(), dp.data(), dlse_o.data(), didx.data(), ddw.data(), ddp.data(),
+                        ddlse.data(), T, E, k, sigmoid, norm_topk, ddl.data());
+  EXPECT_EQ(didx.download(), idx);
+  expect_close(down(ds), s, 1e-5, 1e-7, "scores");
+  expect_close(down(dp), p, 1e-5, 1e-7, "probs");
+  expect_close(down(dlse_o), lse, 1e-5, 1e-6, "lse");
+  expect_close(down(dw), w, 1e-5, 1e-7, "weights");
+  expect_close(down(ddl), dl, 1e-4, 1e-6, "dlogits");
+}
+
+INSTANTIATE_TEST_SUITE_P(ScoreNormK, CudaRouter,
+                         ::testing::Values(std::make_tuple(false, true, 2), std::make_tuple(false, false, 1),
+                                           std::make_tuple(true, true, 4), std::make_tuple(true, false, 2)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "sigmoid" : "softmax") +
+                                  (std::get<1>(info.param) ? "_norm" : "_raw") + "_top" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+TEST(CudaKernels, OrderGatherUnorderWithAndWithoutCapacity) {
+  REQUIRE_GPU();
+  const int64_t T = 777, k = 2, E = 8, D = 20;
+  std::vector<int32_t> idx(T * k);
+  for (int64_t t = 0; t < T; ++t) {
+    idx[t * k] = int32_t((t * 5 + t / 3) % E);
+    idx[t * k + 1] = int32_t((idx[t * k] + 1 + t % 3) % E);
+  }
+  std::vector<int64_t> cap(E, 150);
+  for (const int64_t* capacity : {static_cast<const int64_t*>(nullptr), static_cast<const int64_t*>(cap.data())}) {
+    std::vector<int64_t> counts(E), offsets(E + 1), slot(T * k), gcounts(E), goffsets(E + 1);
+    std::vector<int32_t> row_token(T * k);
+    const int64_t n = moe_order(idx.data(), T, k, E, capacity, counts.data(), offsets.data(), slot.data(),
+                                row_token.data());
+    DeviceArray<int32_t> didx(idx), drow{size_t(T * k)};
+    DeviceArray<int64_t> dslot{size_t(T * k)};
+    const int64_t gn = cuda::moe_order(didx.data(), T, k, E, capacity, gcounts.data(), goffsets.data(), dslot.data(),
+                                       drow.data());
+    ASSERT_EQ(gn, n);
+    EXPECT_EQ(gcounts, counts);
+    EXPECT_EQ(goffsets, offsets);
+    EXPECT_EQ(dslot.download(), slot);
+    auto grow = drow.download();
+    EXPECT_TRUE(std::equal(row_token.begin(), row_token.begin() + n, grow.begin()));
+
+    auto x = random_vector(T * D, 16), ye = random_vector(n * D, 17), wts = random_vector(T * k, 18),
+         dy = random_vector(T * D, 19);
+    std::vector<float> xs(n * D), dx(T * D), y(T * D), dye(n * D), dw(T * k);
+    moe_gather(x.data(), row_token.data(), n, D, xs.data());
+    moe_gather_backward(ye.data(), slot.data(), T, k, D, dx.data());
+    moe_unorder_forward(ye.data(), slot.data(), wts.data(), T, k, D, y.data());
+    moe_unorder_backward(dy.data(), ye.data(), slot.data(), wts.data(), T, k, D, dye.data(), dw.data());
+    DeviceArray<float> dx_in(x), dye_in(ye), dwts(wts), ddy(dy), gxs{size_t(n * D)}, gdx{size_t(T * D)},
+        gy{size_t(T * D)}, gdye{size_t(n * D)}, gdw{size_t(T * k)};
+    cuda::moe_gather(dx_in.data(), drow.data(), n, D, gxs.data());
+    cuda::moe_gather_backward(dye_in.data(), dslot.data(), T, k, D, gdx.data());
+    cuda::moe_unorder_forward(dye_in.data(), dslot.data(), dwts.data(), T, k, D, gy.data());
+    cuda::moe_unorder_backward(ddy.data(), dye_in.data(), dslot.data(), dwts.data(), T, k, D, gdye.data(), gdw.data());
+    expect_close(down(gxs), xs, 0, 0, "gather");
+    expect_close(down(gdx), dx, 1e-6, 1e-6, "gather backward");
+    expect_close(down(gy), y, 1e-5, 1e-6, "unorder forward");
+    expect_close(down(gdye), dye, 1e-6, 1e-7, "unorder backward dye");
+    expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw");
+  }
+}
+
+TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
+  REQUIRE_GPU();
+  const int64_t T = 70, D = 32, V = 1000, chunk = 256;
+  auto h = random_vector(T * D, 20), W = random_vector(V * D, 21, 0.2f);
+  std::vector<int32_t> targets(T);
+  for (int64_t t = 0; t < T; ++t) targets[t] = int32_t((t * 37) % V);
+  // CPU: full logits, then the fused forward/backward, then the GEMMs of the backward
+  std::vector<float> logits(T * V), loss(T), dh(T * D, 0.0f), dW(V * D, 0.0f);
+  gemm(false, true, T, V, D, 1.0f, h.data(), D, W.data(), D, 0.0f, logits.data(), V);
+  std::vector<float> dlogits = logits;
+  cross_entropy_forward_backward(logits.data(), targets.data(), T, V, loss.data(), dlogits.data(), 1.0f / T);
+  gemm(false, false, T, D, V, 1.0f, dlogits.data(), V, W.data(), D, 0.0f, dh.data(), D);
+  gemm(true, false, V, D, T, 1.0f, dlogits.data(), V, h.data(), D, 0.0f, dW.data(), D);
+
+  DeviceArray<float> dh_in(h), dW_in(W), gloss{size_t(T)}, gdh{size_t(T * D)}, gdW(std::vector<float>(V * D, 0.0f)),
+      scratch{size_t(T * chunk)};
+  DeviceArray<int32_t> dtargets(targets);
+  cuda::lm_head_cross_entropy(dh_in.data(), dW_in.data(), dtargets.data(), T, D, V, chunk, 1.0f / T, gloss.data(),
+                              gdh.data(), gdW.data(), scratch.data());
+  expect_close(down(gloss), loss, 1e-5, 1e-5, "fused LM head loss");
+  expect_close(down(gdh), dh, 1e-4, 1e-6, "fused LM head dh");
+  expect_close(down(gdW), dW, 1e-4, 1e-6, "fused LM head dW");
+
+  // the vocabulary-parallel pieces on full logits
+  DeviceArray<float> dlog(logits), rmax{size_t(T)}, sexp{size_t(T)}, tl{size_t(T)}, gl{size_t(T)},
+      gdl{size_t(T * V)};
+  cuda::cross_entropy_row_max(dlog.data(), T, V, rmax.data());
+  cuda::cross_entropy_sum_exp(dlog.data(), rmax.data(), T, V, sexp.data());
+  cuda::cross_entropy_target_logit(dlog.data(), dtargets.data(), T, V, tl.data());
+  cuda::cross_entropy_loss(rmax.data(), sexp.data(), tl.data(), T, gl.data());
+  cuda::cross_entropy_backward(dlog.data(), dtargets.data(), rmax.data(), sexp.data(), T, V, 1.0f / T, gdl.data());
+  expect_close(down(gl), loss, 1e-5, 1e-5, "cross-entropy pieces: loss");
+  expect_close(down(gdl), dlogits, 1e-4, 1e-8, "cross-entropy pieces: dlogits");
+}
+
+TEST(CudaKernels, AdamWOneTensorAndAllTensorsInOneLaunch) {
+  REQUIRE_GPU();
+  const std::vector<int64_t> sizes = {1, 1000, 40000, 16384};
+  std::vector<std::vector<float>> p, g, m, v;
+  std::vector<DeviceArray<float>> dp, dg, dm, dv;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    p.push_back(random_vector(sizes[i], 30 + i));
+    g.push_back(random_vector(sizes[i], 40 + i));
+    m.push_back(random_vector(sizes[i], 50 + i, 0.1f));
+    auto vi = random_vector(sizes[i], 60 + i, 0.1f);
+    for (auto& x : vi) x = x * x;
+    v.push_back(vi);
+    dp.emplace_back(p[i]);
+    dg.emplace_back(g[i]);
+    dm.emplace_back(m[i]);
+    dv.emplace_back(v[i]);
+  }
+  const float lr = 1e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, bc1 = 0.19f, bc2 = 0.0975f, clip = 0.5f;
+  std::vector<cuda::AdamWTensor> tensors;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const float wd = i % 2 ? 0.1f : 0.0f;
+    tensors.push_back({dp[i].data(), dg[i].data(), dm[i].data(), dv[i].data(), nullptr, sizes[i], wd});
+    std::vector<float> scaled = g[i];
+    for (auto& x : scaled) x *= clip;
+    adamw_update(p[i].data(), scaled.data(), m[i].data(), v[i].data(), sizes[i], lr, b1, b2, eps, wd, bc1, bc2);
+  }
+  cuda::adamw_update_many(tensors.data(), int(tensors.size()), lr, b1, b2, eps, bc1, bc2, clip);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    expect_close(dp[i].download(), p[i], 1e-6, 1e-7, "adamw_update_many p");
+    expect_close(dm[i].download(), m[i], 1e-6, 1e-8, "adamw_update_many m");
+    expect_close(dv[i].download(), v[i], 1e-6, 1e-9, "adamw_update_many v");
+  }
+  cuda::adamw_update(dp[1].data(), dg[1].data(), dm[1].data(), dv[1].data(), sizes[1], lr, b1, b2, eps, 0.1f, bc1, bc2);
+  adamw_update(p[1].data(), g[1].data(), m[1].data(), v[1].data(), sizes[1], lr, b1, b2, eps, 0.1f, bc1, bc2);
+  expect_close(dp[1].download(), p[1], 1e-6, 1e-7, "adamw_update p");
+}
+
+struct AttnShape {
+  int64_t B, S, H, Hkv, hd;
+};
+class CudaAttention : public ::testing::TestWithParam<AttnShape> {};
+
+TEST_P(CudaAttention, FlashForwardAndBackwardMatchTheCpu) {
+  REQUIRE_GPU();
+  const AttnShape s = GetParam();
+  const int64_t nq = s.B * s.S * s.H * s.hd, nkv = s.B * s.S * s.Hkv * s.hd;
+  auto q = random_vector(nq, 70), k = random_vector(nkv, 71), v = random_vector(nkv, 72), dout = random_vector(nq, 73);
+  std::vector<float> out(nq), probs(s.B * s.H * s.S * s.S), dq(nq), dk(nkv), dv(nkv);
+  attention_forward(q.data(), k.data(), v.data(), out.data(), probs.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  attention_backward(q.data(), k.data(), v.data(), probs.data(), dout.data(), dq.data(), dk.data(), dv.data(), s.B,
+                     s.S, s.H, s.Hkv, s.hd);
+  DeviceArray<float> gq(q), gk(k), gv(v), gdout(dout), gout{size_t(nq)}, glse{size_t(s.B * s.H * s.S)},
+      gdq{size_t(nq)}, gdk{size_t(nkv)}, gdv{size_t(nkv)};
+  cuda::attention_forward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  cuda::attention_backward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), gdout.data(), gdq.data(),
+                           gdk.data(), gdv.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  expect_close(down(gout), out, 1e-4, 1e-5, "attention out");
+  expect_close(down(gdq), dq, 1e-3, 1e-4, "attention dq");
+  expect_close(down(gdk), dk, 1e-3, 1e-4, "attention dk");
+  expect_close(down(gdv), dv, 1e-3, 1e-4, "attention dv");
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
+                         ::testing::Values(AttnShape{2, 100, 4, 4, 32}, AttnShape{1, 129, 8, 2, 64},
+                                           AttnShape{1, 64, 2, 1, 128}),
+                         [](const auto& info) {
+                           const AttnShape& a = info.param;
+                           return "B" + std::to_string(a.B) + "_S" + std::to_string(a.S) + "_H" + std::to_string(a.H) +
+                                  "_Hkv" + std::to_string(a.Hkv) + "_hd" + std::to_string(a.hd);
+                         });
+
+TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
+  REQUIRE_GPU();
+  const int64_t M = 67, N = 48, K = 40;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      auto A = random_vector(M * K, 80), B = random_vector(K * N, 81), C = random_vector(M * N, 82);
+      std::vector<float> ref = C;
+      gemm(ta, tb, M, N, K, 0.7f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.3f, ref.data(), N);
+      DeviceArray<float> dA(A), dB(B), dC(C);
+      cuda::gemm(ta, tb, M, N, K, 0.7f, dA.data(), ta ? M : K, dB.data(), tb ? K : N, 0.3f, dC.data(), N);
+      expect_close(down(dC), ref, 1e-4, 1e-5, "gemm");
+    }
+  // grouped: G = 6 groups over W = 3 weights, one empty group
+  const int64_t G = 6, W = 3;
+  std::vector<int64_t> offsets = {0, 10, 10, 35, 36, 50, 64};
+  const int64_t rows = offsets.back();
+  auto A = random_vector(rows * K, 83), Bw = random_vector(W * N * K, 84), dY = random_vector(rows * N, 85);
+  std::vector<float> C(rows * N), dWc(W * N * K, 0.1f);
+  gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, A.data(), K, Bw.data(), N * K, K, 0.0f, C.data(), N);
+  gemm_grouped_weight_grad(G, W, offsets.data(), N, K, dY.data(), N, A.data(), K, dWc.data(), N * K);
+  DeviceArray<float> dA(A), dB(Bw), dC{size_t(rows * N)}, ddY(dY), ddW(std::vector<float>(W * N * K, 0.1f));
+  cuda::gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, dA.data(), K, dB.data(), N * K, K, 0.0f, dC.data(),
+                          N);
+  cuda::gemm_grouped_weight_grad(G, W, offsets.data(), N, K, ddY.data(), N, dA.data(), K, ddW.data(), N * K);
+  expect_close(down(dC), C, 1e-4, 1e-5, "gemm_grouped_rows");
+  expect_close(down(ddW), dWc, 1e-4, 1e-5, "gemm_grouped_weight_grad");
+
+  // bf16: inputs rounded to bf16 on the host, the product compared with the fp32 product of the
+  // rounded inputs (fp32 accumulation on both sides)
+  auto to_bf16 = [](const std::vector<float>& x) {
+    std::vector<uint16_t> out(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &x[i], 4);
+      bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
+      out[i] = uint16_t(bits >> 16);
+    }
+    return out;
+  };
+  auto from_bf16 = [](const std::vector<uint16_t>& x) {
+    std::vector<float> out(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      uint32_t bits = uint32_t(x[i]) << 16;
+      std::memcpy(&out[i], &bits, 4);
+    }
+    return out;
+  };
+  auto A2 = random_vector(M * K, 86), B2 = random_vector(N * K, 87);
+  auto a16 = to_bf16(A2), b16 = to_bf16(B2);
+  auto ar = from_bf16(a16), br = from_bf16(b16);
+  std::vector<float> ref(M * N);
+  gemm(false, true, M, N, K, 1.0f, ar.data(), K, br.data(), K, 0.0f, ref.data(), N);
+  DeviceArray<uint16_t> dA16(a16), dB16(b16);
+  DeviceArray<float> dC32{size_t(M * N)};
+  cuda::gemm_bf16(false, true, M, N, K, 1.0f, dA16.data(), K, dB16.data(), K, 0.0f, dC32.data(), N, false);
+  expect_close(down(dC32), ref, 1e-3, 1e-3, "gemm_bf16");
+}
+
+}  // namespace
+}  // namespace moe
