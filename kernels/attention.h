@@ -1,7 +1,8 @@
-// Causal grouped-query attention for one micro-batch.
-// q, out: [B, S, H, hd]; k, v: [B, S, Hkv, hd]; head h uses kv head h / (H / Hkv).
-// probs: [B, H, S, S] softmax(q k^T / sqrt(hd) + causal mask), saved for the backward
-// (entries above the diagonal are written as 0).
+// Causal grouped-query attention for one micro-batch, flash-attention style: the S x S matrix of
+// probabilities is never stored. q, out: [B, S, H, hd]; k, v: [B, S, Hkv, hd]; head h uses kv head
+// h / (H / Hkv). lse: [B, H, S], the logsumexp of each query row's scaled scores, saved for the
+// backward, which recomputes the probabilities from it. CPU: 64-row query blocks through GEMMs
+// (the masked upper triangle is never computed), O(64 S) scratch per thread.
 #pragma once
 #include <cstdint>
 
@@ -9,17 +10,16 @@
 
 namespace moe {
 
-void attention_forward(const float* q, const float* k, const float* v, float* out, float* probs, int64_t B, int64_t S,
+void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse, int64_t B, int64_t S,
                        int64_t H, int64_t Hkv, int64_t hd);
 // dq, dk, dv are assigned. Parallel over (batch, kv head), so shared kv heads never race.
-void attention_backward(const float* q, const float* k, const float* v, const float* probs, const float* dout,
-                        float* dq, float* dk, float* dv, int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t hd);
+void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                        const float* dout, float* dq, float* dk, float* dv, int64_t B, int64_t S, int64_t H,
+                        int64_t Hkv, int64_t hd);
 
 // ---- CUDA twin (kernels/cuda/attention.cu; built when the build has CUDA, MOE_WITH_CUDA): same
 // semantics on device pointers, launched on `stream`. ----
 namespace cuda {
-// Flash-attention style: the S x S matrix is never stored; lse [B, H, S] (logsumexp of each query
-// row's scaled scores) is saved instead and the backward recomputes the probabilities from it.
 void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse, int64_t B, int64_t S,
                        int64_t H, int64_t Hkv, int64_t hd, Stream stream = nullptr);
 // dq, dk, dv assigned (dk, dv through atomics over the query heads that share a kv head).

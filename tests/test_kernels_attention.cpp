@@ -1,4 +1,5 @@
-// Causal grouped-query attention against a plain loop, and its backward by finite differences.
+// Causal grouped-query attention (output and saved logsumexp) against a plain loop, and its
+// backward (which recomputes the probabilities) by finite differences.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,8 +21,9 @@ void PrintTo(const AttnShape& s, std::ostream* os) {
 }
 
 static void reference_attention(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                                std::vector<double>& out, const AttnShape& s) {
+                                std::vector<double>& out, std::vector<double>& lse, const AttnShape& s) {
   out.assign(s.B * s.S * s.H * s.hd, 0.0);
+  lse.assign(s.B * s.H * s.S, 0.0);
   const int64_t group = s.H / s.Hkv;
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
@@ -37,6 +39,7 @@ static void reference_attention(const std::vector<float>& q, const std::vector<f
         }
         double z = 0;
         for (auto& x : sc) z += (x = std::exp(x - mx));
+        lse[(b * s.H + h) * s.S + i] = mx + std::log(z);
         for (int64_t j = 0; j <= i; ++j)
           for (int64_t c = 0; c < s.hd; ++c)
             out[((b * s.S + i) * s.H + h) * s.hd + c] += sc[j] / z * v[((b * s.S + j) * s.Hkv + h / group) * s.hd + c];
@@ -49,11 +52,12 @@ TEST_P(AttentionTest, ForwardMatchesLoop) {
   auto s = GetParam();
   auto q = random_vector(s.B * s.S * s.H * s.hd, 1), k = random_vector(s.B * s.S * s.Hkv * s.hd, 2),
        v = random_vector(s.B * s.S * s.Hkv * s.hd, 3);
-  std::vector<float> out(q.size()), probs(s.B * s.H * s.S * s.S);
-  attention_forward(q.data(), k.data(), v.data(), out.data(), probs.data(), s.B, s.S, s.H, s.Hkv, s.hd);
-  std::vector<double> ref;
-  reference_attention(q, k, v, ref, s);
+  std::vector<float> out(q.size()), lse(s.B * s.H * s.S);
+  attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  std::vector<double> ref, ref_lse;
+  reference_attention(q, k, v, ref, ref_lse, s);
   for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], ref[i], 1e-5);
+  for (size_t i = 0; i < lse.size(); ++i) EXPECT_NEAR(lse[i], ref_lse[i], 1e-5);
 }
 
 TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
@@ -61,16 +65,16 @@ TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
   auto q = random_vector(s.B * s.S * s.H * s.hd, 4), k = random_vector(s.B * s.S * s.Hkv * s.hd, 5),
        v = random_vector(s.B * s.S * s.Hkv * s.hd, 6), R = random_vector(q.size(), 7);
   auto loss = [&]() {
-    std::vector<float> out(q.size()), probs(s.B * s.H * s.S * s.S);
-    attention_forward(q.data(), k.data(), v.data(), out.data(), probs.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+    std::vector<float> out(q.size()), lse(s.B * s.H * s.S);
+    attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
     double t = 0;
     for (size_t i = 0; i < out.size(); ++i) t += double(out[i]) * R[i];
     return t;
   };
-  std::vector<float> out(q.size()), probs(s.B * s.H * s.S * s.S), dq(q.size()), dk(k.size()), dv(v.size());
-  attention_forward(q.data(), k.data(), v.data(), out.data(), probs.data(), s.B, s.S, s.H, s.Hkv, s.hd);
-  attention_backward(q.data(), k.data(), v.data(), probs.data(), R.data(), dq.data(), dk.data(), dv.data(), s.B, s.S,
-                     s.H, s.Hkv, s.hd);
+  std::vector<float> out(q.size()), lse(s.B * s.H * s.S), dq(q.size()), dk(k.size()), dv(v.size());
+  attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), R.data(), dq.data(), dk.data(), dv.data(),
+                     s.B, s.S, s.H, s.Hkv, s.hd);
   int64_t stride = s.S > 64 ? 97 : 1;
   test::expect_grad_close(q, dq, loss, 1e-2, 2e-2, 2e-3, stride);
   test::expect_grad_close(k, dk, loss, 1e-2, 2e-2, 2e-3, stride);

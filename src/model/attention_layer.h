@@ -28,7 +28,7 @@ class AttentionLayer {
   double theta_;
   const float* a_ = nullptr;
   int64_t B_ = 0, S_ = 0;
-  Tensor q_, k_, v_, o_, probs_;  // saved activations (q, k after RoPE)
+  Tensor q_, k_, v_, o_, lse_;  // saved activations (q, k after RoPE; lse [B, H, S])
   Tensor dq_, dk_, dv_, do_;      // work buffers for backward
 };
 

@@ -282,16 +282,17 @@ TEST_P(CudaAttention, FlashForwardAndBackwardMatchTheCpu) {
   const AttnShape s = GetParam();
   const int64_t nq = s.B * s.S * s.H * s.hd, nkv = s.B * s.S * s.Hkv * s.hd;
   auto q = random_vector(nq, 70), k = random_vector(nkv, 71), v = random_vector(nkv, 72), dout = random_vector(nq, 73);
-  std::vector<float> out(nq), probs(s.B * s.H * s.S * s.S), dq(nq), dk(nkv), dv(nkv);
-  attention_forward(q.data(), k.data(), v.data(), out.data(), probs.data(), s.B, s.S, s.H, s.Hkv, s.hd);
-  attention_backward(q.data(), k.data(), v.data(), probs.data(), dout.data(), dq.data(), dk.data(), dv.data(), s.B,
-                     s.S, s.H, s.Hkv, s.hd);
+  std::vector<float> out(nq), lse(s.B * s.H * s.S), dq(nq), dk(nkv), dv(nkv);
+  attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(), dk.data(), dv.data(),
+                     s.B, s.S, s.H, s.Hkv, s.hd);
   DeviceArray<float> gq(q), gk(k), gv(v), gdout(dout), gout{size_t(nq)}, glse{size_t(s.B * s.H * s.S)},
       gdq{size_t(nq)}, gdk{size_t(nkv)}, gdv{size_t(nkv)};
   cuda::attention_forward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
   cuda::attention_backward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), gdout.data(), gdq.data(),
                            gdk.data(), gdv.data(), s.B, s.S, s.H, s.Hkv, s.hd);
   expect_close(down(gout), out, 1e-4, 1e-5, "attention out");
+  expect_close(down(glse), lse, 1e-5, 1e-5, "attention lse");
   expect_close(down(gdq), dq, 1e-3, 1e-4, "attention dq");
   expect_close(down(gdk), dk, 1e-3, 1e-4, "attention dk");
   expect_close(down(gdv), dv, 1e-3, 1e-4, "attention dv");
