@@ -132,6 +132,7 @@ std::string write_run_report(const std::string& run_dir) {
   std::ifstream in(metrics);
   MOE_CHECK(in.good(), "moe-report: '" << metrics << "' cannot be read");
   Series loss{"loss", {}}, ce{"ce", {}}, val{"val_loss", {}}, lr{"lr", {}}, tps{"tokens/s", {}};
+  Series exposed{"exposed (in collectives or waiting)", {}}, overlapped{"overlapped with compute", {}};
   std::vector<double> steps;
   std::vector<std::map<std::string, double>> breakdown;
   std::map<std::string, std::vector<std::vector<double>>> loads;  // layer -> step -> expert
@@ -154,6 +155,10 @@ std::string write_run_report(const std::string& run_dir) {
     if (m.contains("val_loss")) val.points.emplace_back(step, m["val_loss"].get<double>());
     lr.points.emplace_back(step, m.value("lr", 0.0));
     tps.points.emplace_back(step, m.value("tokens_per_s", 0.0));
+    if (m.contains("comm_exposed_ms")) {
+      exposed.points.emplace_back(step, m["comm_exposed_ms"].get<double>());
+      overlapped.points.emplace_back(step, m.value("comm_overlapped_ms", 0.0));
+    }
     std::map<std::string, double> row;
     if (m.contains("breakdown_ms"))
       for (auto& [k, v] : m["breakdown_ms"].items()) row[k] = v.get<double>(), phase_total[k] += v.get<double>();
@@ -182,6 +187,10 @@ std::string write_run_report(const std::string& run_dir) {
   if (!val.points.empty()) losses.push_back(val);
   html << line_chart("Loss", losses, "loss") << line_chart("Learning rate", {lr}, "lr")
        << line_chart("Throughput", {tps}, "tokens/s") << stacked_chart(steps, phases, breakdown);
+  bool any_comm = false;
+  for (auto& [step, ms] : exposed.points) any_comm |= ms > 0;
+  for (auto& [step, ms] : overlapped.points) any_comm |= ms > 0;
+  if (any_comm) html << line_chart("Communication (ms per step, rank 0)", {exposed, overlapped}, "ms");
   std::vector<Series> imb;
   for (auto& [layer, s] : imbalance) imb.push_back(s);
   if (!imb.empty()) html << line_chart("Expert load imbalance (max / mean tokens per expert)", imb, "max/mean");

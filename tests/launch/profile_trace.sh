@@ -68,7 +68,7 @@ svgs = re.findall(r"<svg.*?</svg>", html, re.S)
 for s in svgs:
     ET.fromstring(s)
 titles = re.findall(r"<h2>(.*?)</h2>", html)
-need = ["Loss", "Learning rate", "Step-time breakdown", "Expert load imbalance", "Expert load per MoE layer"]
+need = ["Loss", "Learning rate", "Step-time breakdown", "Communication", "Expert load imbalance", "Expert load per MoE layer"]
 missing = [t for t in need if not any(x.startswith(t) for x in titles)]
 print(("FAIL: missing " + str(missing)) if missing else f"ok: report.html: {len(svgs)} charts ({', '.join(titles)})")
 sys.exit(1 if missing else 0)
