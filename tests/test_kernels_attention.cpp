@@ -48,20 +48,29 @@ static void reference_attention(const std::vector<float>& q, const std::vector<f
 
 class AttentionTest : public ::testing::TestWithParam<AttnShape> {};
 
-TEST_P(AttentionTest, ForwardMatchesLoop) {
+TEST_P(AttentionTest, ForwardMatchesLoopWithAndWithoutTheProbabilityCache) {
   auto s = GetParam();
+  for (bool cached : {false, true}) {
+  SCOPED_TRACE(cached ? "probabilities cached" : "probabilities recomputed");
+  std::vector<float> cache(cached ? s.B * s.H * s.S * s.S : 0);
   auto q = random_vector(s.B * s.S * s.H * s.hd, 1), k = random_vector(s.B * s.S * s.Hkv * s.hd, 2),
        v = random_vector(s.B * s.S * s.Hkv * s.hd, 3);
   std::vector<float> out(q.size()), lse(s.B * s.H * s.S);
-  attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd,
+                    cached ? cache.data() : nullptr);
   std::vector<double> ref, ref_lse;
   reference_attention(q, k, v, ref, ref_lse, s);
   for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], ref[i], 1e-5);
   for (size_t i = 0; i < lse.size(); ++i) EXPECT_NEAR(lse[i], ref_lse[i], 1e-5);
+  }
 }
 
-TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
+TEST_P(AttentionTest, BackwardMatchesFiniteDifferencesWithAndWithoutTheProbabilityCache) {
   auto s = GetParam();
+  for (bool cached : {false, true}) {
+  SCOPED_TRACE(cached ? "probabilities cached" : "probabilities recomputed");
+  std::vector<float> cache(cached ? s.B * s.H * s.S * s.S : 0);
+  float* c = cached ? cache.data() : nullptr;
   auto q = random_vector(s.B * s.S * s.H * s.hd, 4), k = random_vector(s.B * s.S * s.Hkv * s.hd, 5),
        v = random_vector(s.B * s.S * s.Hkv * s.hd, 6), R = random_vector(q.size(), 7);
   auto loss = [&]() {
@@ -72,13 +81,14 @@ TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
     return t;
   };
   std::vector<float> out(q.size()), lse(s.B * s.H * s.S), dq(q.size()), dk(k.size()), dv(v.size());
-  attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
+  attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd, c);
   attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), R.data(), dq.data(), dk.data(), dv.data(),
-                     s.B, s.S, s.H, s.Hkv, s.hd);
+                     s.B, s.S, s.H, s.Hkv, s.hd, c);
   int64_t stride = s.S > 64 ? 97 : 1;
   test::expect_grad_close(q, dq, loss, 1e-2, 2e-2, 2e-3, stride);
   test::expect_grad_close(k, dk, loss, 1e-2, 2e-2, 2e-3, stride);
   test::expect_grad_close(v, dv, loss, 1e-2, 2e-2, 2e-3, stride);
+  }
 }
 
 // Small shapes, GQA groups of 1, 2 and 4, and a sequence longer than one 64-row block.

@@ -38,12 +38,17 @@ void AttentionLayer::forward(const float* a, float* y, int64_t B, int64_t S) {
   v_.resize({T, dkv});
   o_.resize({T, dq});
   lse_.resize({B, H_, S});
+  // Short sequences keep the probabilities for the backward; long ones recompute them (O(S) memory).
+  const bool cache = B * H_ * S * S * int64_t(sizeof(float)) <= kProbsCacheBytes;
+  if (cache) probs_.resize({B, H_, S, S});
+  probs_cached_ = cache;
   gemm(false, true, T, dq, D_, 1.0f, a, D_, wq_.value.data(), D_, 0.0f, q_.data(), dq);
   gemm(false, true, T, dkv, D_, 1.0f, a, D_, wk_.value.data(), D_, 0.0f, k_.data(), dkv);
   gemm(false, true, T, dkv, D_, 1.0f, a, D_, wv_.value.data(), D_, 0.0f, v_.data(), dkv);
   rope_forward(q_.data(), B, S, H_, hd_, theta_);
   rope_forward(k_.data(), B, S, Hkv_, hd_, theta_);
-  attention_forward(q_.data(), k_.data(), v_.data(), o_.data(), lse_.data(), B, S, H_, Hkv_, hd_);
+  attention_forward(q_.data(), k_.data(), v_.data(), o_.data(), lse_.data(), B, S, H_, Hkv_, hd_,
+                    cache ? probs_.data() : nullptr);
   gemm(false, true, T, D_, dq, 1.0f, o_.data(), dq, wo_.value.data(), dq, 0.0f, y, D_);
   if (tp_->size() > 1) {
     ScopedPhase comm("tp_allreduce");
@@ -62,7 +67,7 @@ void AttentionLayer::backward(const float* dy, float* da) {
   gemm(false, false, T, dq, D_, 1.0f, dy, D_, wo_.value.data(), dq, 0.0f, do_.data(), dq);
   gemm(true, false, D_, dq, T, 1.0f, dy, D_, o_.data(), dq, 1.0f, wo_.grad.data(), dq);
   attention_backward(q_.data(), k_.data(), v_.data(), o_.data(), lse_.data(), do_.data(), dq_.data(), dk_.data(),
-                     dv_.data(), B_, S_, H_, Hkv_, hd_);
+                     dv_.data(), B_, S_, H_, Hkv_, hd_, probs_cached_ ? probs_.data() : nullptr);
   rope_backward(dq_.data(), B_, S_, H_, hd_, theta_);
   rope_backward(dk_.data(), B_, S_, Hkv_, hd_, theta_);
   gemm(true, false, dq, D_, T, 1.0f, dq_.data(), dq, a_, D_, 1.0f, wq_.grad.data(), D_);

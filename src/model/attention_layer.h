@@ -29,6 +29,11 @@ class AttentionLayer {
   const float* a_ = nullptr;
   int64_t B_ = 0, S_ = 0;
   Tensor q_, k_, v_, o_, lse_;  // saved activations (q, k after RoPE; lse [B, H, S])
+  // Attention probabilities [B, H, S, S] kept for the backward while they take at most this much
+  // per layer (short sequences: no recomputation); longer sequences recompute them from lse_.
+  static constexpr int64_t kProbsCacheBytes = int64_t(64) << 20;
+  Tensor probs_;
+  bool probs_cached_ = false;
   Tensor dq_, dk_, dv_, do_;      // work buffers for backward
 };
 
