@@ -1,0 +1,55 @@
+// The transformer of SPEC section 1 on one GPU, fp32: the same forward and backward as
+// src/model/transformer.cpp, through the CUDA kernels (kernels/cuda/), with parameters, gradients
+// and activations in device memory. One rank for now (no tp / ep), and the routing options the
+// CPU model has except lbl_scope seq / global and expert-bias updates, which are refused with a
+// message. Its test runs one step against the CPU model (tests/cuda/test_cuda_model.cpp).
+// Plain C++: only kernels/*.h and kernels/cuda/device.h are needed, no CUDA headers.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "kernels/cuda/device.h"
+#include "model/params.h"
+#include "model/transformer.h"
+
+namespace moe::gpu {
+
+class GpuTransformer {
+ public:
+  // Copies every parameter and buffer of `host` (a Transformer's store for the same config) to
+  // the current GPU; gradients start at zero.
+  GpuTransformer(const ModelConfig& cfg, ParamStore& host);
+  ~GpuTransformer();
+
+  // One micro-batch (host tokens / targets [B*S]): accumulates the gradient of
+  // grad_scale * (ce + aux) into the device gradients; returns ce and aux as the CPU model does.
+  MicroBatchLoss forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S,
+                                  float grad_scale);
+  void zero_grad();
+  // Device gradients -> the host store's gradients (assigned), by parameter name.
+  void download_grads(ParamStore& host) const;
+
+ private:
+  struct Block;
+  struct DevParam {
+    cuda::DeviceArray<float> value, grad;
+  };
+  float* w(const std::string& name);   // device value of a parameter
+  float* g(const std::string& name);   // device gradient
+  const float* buffer(const std::string& name) const;  // device copy of a buffer, or nullptr
+
+  ModelConfig cfg_;
+  std::map<std::string, DevParam> params_;
+  std::map<std::string, cuda::DeviceArray<float>> buffers_;
+  std::vector<std::unique_ptr<Block>> blocks_;
+  // activations of the last micro-batch
+  cuda::DeviceArray<int32_t> tokens_, targets_;
+  std::vector<cuda::DeviceArray<float>> acts_;  // residual stream, L + 1 entries of [T, D]
+  cuda::DeviceArray<float> hf_, rstd_f_, dh_, dtmp_, loss_, lm_scratch_;
+};
+
+}  // namespace moe::gpu
