@@ -10,6 +10,8 @@
 #include "kernels/cuda/device.h"
 #include "model/gpu/gpu_transformer.h"
 #include "model/transformer.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
 #include "model_variants.h"
 #include "parallel/communicator.h"
 #include "test_util.h"
@@ -71,6 +73,46 @@ TEST_P(CudaModel, OneStepMatchesTheCpuModel) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, CudaModel, ::testing::ValuesIn(gpu_variants()),
                          [](const auto& info) { return info.param.name; });
+
+// Three optimizer steps (norm, clipping, AdamW on the GPU in one launch each) track the CPU
+// trainer's components: losses, gradient norms and the final weights.
+TEST(CudaModel, ThreeTrainingStepsTrackTheCpu) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  Config cfg = test::variant_config({"train", {"model.moe.num_shared_experts=1", "train.grad_clip=0.5"}});
+  auto comm = make_local_communicator();
+  Transformer cpu(cfg.model, comm.get());
+  cpu.params().initialize(21);
+  AdamW opt(cfg.optim, cpu.params().params());
+  gpu::GpuTransformer gpu(cfg.model, cpu.params());
+  const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
+  CounterRng rng(9, "train");
+  for (int step = 0; step < 3; ++step) {
+    std::vector<int32_t> tokens(B * S), targets(B * S);
+    for (int64_t i = 0; i < B * S; ++i) {
+      tokens[i] = int32_t(rng.bits(uint64_t(step * 1000 + i)) % uint64_t(cfg.model.vocab_size));
+      targets[i] = int32_t(rng.bits(uint64_t(step * 1000 + i + 500)) % uint64_t(cfg.model.vocab_size));
+    }
+    cpu.params().zero_grad();
+    MicroBatchLoss want = cpu.forward_backward(tokens.data(), targets.data(), B, S, true, 1.0f);
+    const double want_norm = global_grad_norm(cpu.params().params());
+    clip_gradients(cpu.params().params(), want_norm, cfg.train.grad_clip);
+    opt.step(1e-2);
+    cpu.end_step();
+    gpu.zero_grad();
+    MicroBatchLoss got = gpu.forward_backward(tokens.data(), targets.data(), B, S, 1.0f);
+    const double got_norm = gpu.optimizer_step(cfg.optim, 1e-2, cfg.train.grad_clip);
+    EXPECT_NEAR(got.ce + got.aux, want.ce + want.aux, 1e-4 * (want.ce + want.aux)) << "step " << step + 1;
+    EXPECT_NEAR(got_norm, want_norm, 1e-4 * want_norm) << "step " << step + 1;
+  }
+  Transformer from_gpu(cfg.model, comm.get());
+  gpu.download_values(from_gpu.params());
+  for (Param* p : cpu.params().params()) {
+    Param* q = from_gpu.params().find(p->name);
+    for (int64_t i = 0; i < p->value.numel(); ++i)
+      ASSERT_NEAR(q->value.data()[i], p->value.data()[i], 1e-4 + 1e-3 * std::fabs(p->value.data()[i]))
+          << p->name << " element " << i;
+  }
+}
 
 TEST(CudaModel, RefusesWhatTheGpuPathDoesNotDoYet) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";

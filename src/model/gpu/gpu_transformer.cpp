@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
@@ -87,7 +88,9 @@ GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host) : cfg_(
             "GPU model: model.moe.router.bias_update_rate > 0 (expert-bias balancing) is not on the GPU yet");
   for (Param* p : host.params()) {
     MOE_CHECK(!p->sharded(), "GPU model: parameter " << p->name << " is sharded; the GPU model runs on one rank");
-    DevParam d{DeviceArray<float>(size_t(p->value.numel())), DeviceArray<float>(size_t(p->value.numel()))};
+    const std::vector<float> zeros(size_t(p->value.numel()), 0.0f);
+    DevParam d{DeviceArray<float>(size_t(p->value.numel())), DeviceArray<float>(zeros), DeviceArray<float>(zeros),
+               DeviceArray<float>(zeros), p->decay()};
     cuda::copy_to_device(d.value.data(), p->value.data(), sizeof(float) * p->value.numel());
     params_.emplace(p->name, std::move(d));
   }
@@ -128,6 +131,34 @@ void GpuTransformer::zero_grad() {
   for (auto& [name, p] : params_) {
     std::vector<float> zeros(p.grad.size(), 0.0f);
     p.grad.upload(zeros);
+  }
+}
+
+double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double grad_clip) {
+  std::vector<const float*> grads;
+  std::vector<int64_t> sizes;
+  std::vector<cuda::AdamWTensor> tensors;
+  for (auto& [name, p] : params_) {
+    grads.push_back(p.grad.data());
+    sizes.push_back(int64_t(p.grad.size()));
+    tensors.push_back({p.value.data(), p.grad.data(), p.m.data(), p.v.data(), nullptr, int64_t(p.value.size()),
+                       p.decay ? float(o.weight_decay) : 0.0f});
+  }
+  const double norm = std::sqrt(cuda::sum_squares_many(grads.data(), sizes.data(), int(grads.size())));
+  const double coef = (grad_clip <= 0 || !(norm > grad_clip)) ? 1.0 : grad_clip / norm;  // clip_coefficient
+  ++optimizer_steps_;
+  const float bc1 = float(1.0 - std::pow(o.beta1, double(optimizer_steps_)));
+  const float bc2 = float(1.0 - std::pow(o.beta2, double(optimizer_steps_)));
+  cuda::adamw_update_many(tensors.data(), int(tensors.size()), float(lr), float(o.beta1), float(o.beta2),
+                          float(o.eps), bc1, bc2, float(coef));
+  return norm;
+}
+
+void GpuTransformer::download_values(ParamStore& host) const {
+  for (Param* p : host.params()) {
+    auto it = params_.find(p->name);
+    MOE_CHECK(it != params_.end(), "GPU model: no parameter " << p->name);
+    cuda::copy_to_host(p->value.data(), it->second.value.data(), sizeof(float) * p->value.numel());
   }
 }
 

@@ -30,13 +30,20 @@ class GpuTransformer {
   MicroBatchLoss forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S,
                                   float grad_scale);
   void zero_grad();
-  // Device gradients -> the host store's gradients (assigned), by parameter name.
+  // StepRunner's optimizer step on the GPU: the global gradient norm (all gradients in one
+  // launch), the clipping coefficient min(1, grad_clip / norm) applied as AdamW reads the
+  // gradients, AdamW (PyTorch semantics, decay on rank >= 2 tensors) over every tensor in one
+  // launch. Returns the norm before clipping.
+  double optimizer_step(const OptimConfig& o, double lr, double grad_clip);
+  // Device gradients / values -> the host store (assigned), by parameter name.
   void download_grads(ParamStore& host) const;
+  void download_values(ParamStore& host) const;
 
  private:
   struct Block;
   struct DevParam {
-    cuda::DeviceArray<float> value, grad;
+    cuda::DeviceArray<float> value, grad, m, v;  // m, v: AdamW moments
+    bool decay = false;
   };
   float* w(const std::string& name);   // device value of a parameter
   float* g(const std::string& name);   // device gradient
@@ -46,6 +53,7 @@ class GpuTransformer {
   std::map<std::string, DevParam> params_;
   std::map<std::string, cuda::DeviceArray<float>> buffers_;
   std::vector<std::unique_ptr<Block>> blocks_;
+  int64_t optimizer_steps_ = 0;
   // activations of the last micro-batch
   cuda::DeviceArray<int32_t> tokens_, targets_;
   std::vector<cuda::DeviceArray<float>> acts_;  // residual stream, L + 1 entries of [T, D]
