@@ -22,6 +22,8 @@ double sum_squares(const float* x, int64_t n, Stream stream = nullptr);
 // The global-norm reduction: sum of squares of `count` device tensors in one launch (block partials
 // in double, summed on the host in block order: deterministic).
 double sum_squares_many(const float* const* tensors, const int64_t* sizes, int count, Stream stream = nullptr);
+// y (__nv_bfloat16 [n]) = x rounded to bf16, nearest even (bf16 GEMM inputs).
+void to_bf16(const float* x, void* y, int64_t n, Stream stream = nullptr);
 }  // namespace cuda
 
 }  // namespace moe

@@ -41,6 +41,13 @@ void gemm_grouped_rows(int64_t G, int64_t W, const int64_t* offsets, bool trans_
 void gemm_grouped_weight_grad(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const float* A,
                               int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c,
                               Stream stream = nullptr);
+// The same with bf16 A and B (__nv_bfloat16), fp32 C and fp32 accumulation (bf16 training).
+void gemm_grouped_rows_bf16(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K,
+                            float alpha, const void* A, int64_t lda, const void* B, int64_t stride_b, int64_t ldb,
+                            float beta, float* C, int64_t ldc, Stream stream = nullptr);
+void gemm_grouped_weight_grad_bf16(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const void* A,
+                                   int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c,
+                                   Stream stream = nullptr);
 }  // namespace cuda
 
 }  // namespace moe

@@ -1,5 +1,7 @@
 // Element-wise helpers on the GPU (twins of kernels/cpu/elementwise.cpp), and the global squared
 // norm of many tensors in one launch.
+#include <cuda_bf16.h>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/elementwise.h"
 
@@ -38,7 +40,18 @@ __global__ void sum_squares_kernel(const float* const* tensors, const int64_t* s
   if (threadIdx.x == 0) partial[blockIdx.x] = lane[0];
 }
 
+__global__ void to_bf16_kernel(const float* x, __nv_bfloat16* y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16(x[i]);  // round to nearest even
+}
+
 }  // namespace
+
+void to_bf16(const float* x, void* y, int64_t n, Stream stream) {
+  if (n == 0) return;
+  to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, static_cast<__nv_bfloat16*>(y), n);
+  MOE_CUDA_LAUNCHED();
+}
 
 void add_inplace(float* y, const float* x, int64_t n, Stream stream) {
   add_inplace_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, x, n);

@@ -64,76 +64,108 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                                 CUBLAS_GEMM_DEFAULT));
 }
 
-void gemm_grouped_rows(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K, float alpha,
-                       const float* A, int64_t lda, const float* B, int64_t stride_b, int64_t ldb, float beta,
-                       float* C, int64_t ldc, Stream stream) {
+namespace {
+
+// The problems of one grouped call (column-major view), with operand element types: fp32 or bf16
+// inputs, fp32 output, fp32 accumulation.
+struct GroupedCall {
+  cudaDataType_t in_type;
+  size_t in_bytes;  // bytes per input element
   std::vector<cublasOperation_t> ta, tb;
   std::vector<int> m, n, k, la, lb, lc, size;
-  std::vector<float> alphas, betas;
+  std::vector<float> alpha, beta;
   std::vector<const void*> pa, pb;
   std::vector<void*> pc;
+
+  explicit GroupedCall(bool bf16) : in_type(bf16 ? CUDA_R_16BF : CUDA_R_32F), in_bytes(bf16 ? 2 : 4) {}
+  const void* at(const void* base, int64_t elements) const {
+    return static_cast<const char*>(base) + size_t(elements) * in_bytes;
+  }
+  void add(cublasOperation_t opa, cublasOperation_t opb, int64_t M, int64_t N, int64_t K, float al, const void* A,
+           int64_t lda, const void* B, int64_t ldb, float be, float* C, int64_t ldc) {
+    ta.push_back(opa), tb.push_back(opb);
+    m.push_back(int(M)), n.push_back(int(N)), k.push_back(int(K));
+    pa.push_back(A), la.push_back(int(lda));
+    pb.push_back(B), lb.push_back(int(ldb));
+    pc.push_back(C), lc.push_back(int(ldc));
+    alpha.push_back(al), beta.push_back(be), size.push_back(1);
+  }
+  // One cublasGemmGroupedBatchedEx call; where cuBLAS does not offer that type combination for
+  // grouped calls, one cublasGemmEx per problem instead (same results).
+  void run(Stream stream) {
+    if (pa.empty()) return;
+    cublasHandle_t h = handle_for(stream);
+    cublasStatus_t st;
+    {
+      PointerArrays arrays(pa, pb, pc, stream);
+      st = cublasGemmGroupedBatchedEx(h, ta.data(), tb.data(), m.data(), n.data(), k.data(), alpha.data(), arrays.a,
+                                      in_type, la.data(), arrays.b, in_type, lb.data(), beta.data(), arrays.c,
+                                      CUDA_R_32F, lc.data(), int(pa.size()), size.data(), CUBLAS_COMPUTE_32F);
+    }
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
+      MOE_CUBLAS_CHECK(st);
+      return;
+    }
+    for (size_t i = 0; i < pa.size(); ++i)
+      MOE_CUBLAS_CHECK(cublasGemmEx(h, ta[i], tb[i], m[i], n[i], k[i], &alpha[i], pa[i], in_type, la[i], pb[i], in_type,
+                                    lb[i], &beta[i], pc[i], CUDA_R_32F, lc[i], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+};
+
+// Row-major C_g = alpha A_g op(B_{g % W}) + beta C_g over row groups (see kernels/gemm.h).
+void grouped_rows(bool bf16, int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K,
+                  float alpha, const void* A, int64_t lda, const void* B, int64_t stride_b, int64_t ldb, float beta,
+                  float* C, int64_t ldc, Stream stream) {
+  GroupedCall call(bf16);
   for (int64_t g = 0; g < G; ++g) {
     const int64_t rows = offsets[g + 1] - offsets[g];
     if (rows == 0) continue;
     // column-major: C_g^T [N, rows] = op(B_w)^T [N, K] x A_g^T [K, rows]
-    ta.push_back(op(trans_b));
-    tb.push_back(CUBLAS_OP_N);
-    m.push_back(int(N));
-    n.push_back(int(rows));
-    k.push_back(int(K));
-    pa.push_back(B + (g % W) * stride_b);
-    la.push_back(int(ldb));
-    pb.push_back(A + offsets[g] * lda);
-    lb.push_back(int(lda));
-    pc.push_back(C + offsets[g] * ldc);
-    lc.push_back(int(ldc));
-    alphas.push_back(alpha);
-    betas.push_back(beta);
-    size.push_back(1);
+    call.add(op(trans_b), CUBLAS_OP_N, N, rows, K, alpha, call.at(B, (g % W) * stride_b), ldb,
+             call.at(A, offsets[g] * lda), lda, beta, C + offsets[g] * ldc, ldc);
   }
-  if (pa.empty()) return;
-  PointerArrays arrays(pa, pb, pc, stream);
-  MOE_CUBLAS_CHECK(cublasGemmGroupedBatchedEx(handle_for(stream), ta.data(), tb.data(), m.data(), n.data(), k.data(),
-                                              alphas.data(), arrays.a, CUDA_R_32F, la.data(), arrays.b, CUDA_R_32F,
-                                              lb.data(), betas.data(), arrays.c, CUDA_R_32F, lc.data(),
-                                              int(pa.size()), size.data(), CUBLAS_COMPUTE_32F));
+  call.run(stream);
 }
 
-void gemm_grouped_weight_grad(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const float* A,
-                              int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c, Stream stream) {
-  // Groups g = r W + w for r = 0.. add into the same C_w: one grouped call per block r keeps the
-  // problems of a call on distinct outputs and the additions in increasing g.
+// C_w += sum over g = w (mod W), in increasing g, of A_g^T B_g (see kernels/gemm.h). Groups that
+// add into the same C_w go to different calls (one per block of W), so no call races on an output.
+void grouped_weight_grad(bool bf16, int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const void* A,
+                         int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c, Stream stream) {
   for (int64_t r0 = 0; r0 < G; r0 += W) {
-    std::vector<cublasOperation_t> ta, tb;
-    std::vector<int> m, n, k, la, lb, lc, size;
-    std::vector<float> ones;
-    std::vector<const void*> pa, pb;
-    std::vector<void*> pc;
+    GroupedCall call(bf16);
     for (int64_t g = r0; g < std::min(G, r0 + W); ++g) {
       const int64_t rows = offsets[g + 1] - offsets[g];
       if (rows == 0) continue;
       // column-major: C_w^T [N, M] += B_g^T [N, rows] x A_g [rows, M]
-      ta.push_back(CUBLAS_OP_N);
-      tb.push_back(CUBLAS_OP_T);
-      m.push_back(int(N));
-      n.push_back(int(M));
-      k.push_back(int(rows));
-      pa.push_back(B + offsets[g] * ldb);
-      la.push_back(int(ldb));
-      pb.push_back(A + offsets[g] * lda);
-      lb.push_back(int(lda));
-      pc.push_back(C + (g % W) * stride_c);
-      lc.push_back(int(N));
-      ones.push_back(1.0f);
-      size.push_back(1);
+      call.add(CUBLAS_OP_N, CUBLAS_OP_T, N, M, rows, 1.0f, call.at(B, offsets[g] * ldb), ldb,
+               call.at(A, offsets[g] * lda), lda, 1.0f, C + (g % W) * stride_c, N);
     }
-    if (pa.empty()) continue;
-    PointerArrays arrays(pa, pb, pc, stream);
-    MOE_CUBLAS_CHECK(cublasGemmGroupedBatchedEx(handle_for(stream), ta.data(), tb.data(), m.data(), n.data(),
-                                                k.data(), ones.data(), arrays.a, CUDA_R_32F, la.data(), arrays.b,
-                                                CUDA_R_32F, lb.data(), ones.data(), arrays.c, CUDA_R_32F, lc.data(),
-                                                int(pa.size()), size.data(), CUBLAS_COMPUTE_32F));
+    call.run(stream);
   }
+}
+
+}  // namespace
+
+void gemm_grouped_rows(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t stride_b, int64_t ldb, float beta,
+                       float* C, int64_t ldc, Stream stream) {
+  grouped_rows(false, G, W, offsets, trans_b, N, K, alpha, A, lda, B, stride_b, ldb, beta, C, ldc, stream);
+}
+
+void gemm_grouped_weight_grad(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const float* A,
+                              int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c, Stream stream) {
+  grouped_weight_grad(false, G, W, offsets, M, N, A, lda, B, ldb, C, stride_c, stream);
+}
+
+void gemm_grouped_rows_bf16(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K,
+                            float alpha, const void* A, int64_t lda, const void* B, int64_t stride_b, int64_t ldb,
+                            float beta, float* C, int64_t ldc, Stream stream) {
+  grouped_rows(true, G, W, offsets, trans_b, N, K, alpha, A, lda, B, stride_b, ldb, beta, C, ldc, stream);
+}
+
+void gemm_grouped_weight_grad_bf16(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const void* A,
+                                   int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c, Stream stream) {
+  grouped_weight_grad(true, G, W, offsets, M, N, A, lda, B, ldb, C, stride_c, stream);
 }
 
 }  // namespace moe::cuda

@@ -363,6 +363,26 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
   DeviceArray<float> dC32{size_t(M * N)};
   cuda::gemm_bf16(false, true, M, N, K, 1.0f, dA16.data(), K, dB16.data(), K, 0.0f, dC32.data(), N, false);
   expect_close(down(dC32), ref, 1e-3, 1e-3, "gemm_bf16");
+
+  // to_bf16 on the device rounds as the host helper does; grouped bf16 GEMMs against the CPU's
+  // fp32 grouped GEMMs of the rounded inputs
+  DeviceArray<float> dA2(A2);
+  DeviceArray<uint16_t> dA2_16{size_t(M * K)};
+  cuda::to_bf16(dA2.data(), dA2_16.data(), M * K);
+  EXPECT_EQ(dA2_16.download(), a16);
+  auto Ag = random_vector(rows * K, 88), Bg = random_vector(W * N * K, 89), dYg = random_vector(rows * N, 90);
+  auto Ag16 = to_bf16(Ag), Bg16 = to_bf16(Bg), dYg16 = to_bf16(dYg);
+  auto Agr = from_bf16(Ag16), Bgr = from_bf16(Bg16), dYgr = from_bf16(dYg16);
+  std::vector<float> Cg(rows * N), dWg(W * N * K, 0.0f);
+  gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, Agr.data(), K, Bgr.data(), N * K, K, 0.0f, Cg.data(), N);
+  gemm_grouped_weight_grad(G, W, offsets.data(), N, K, dYgr.data(), N, Agr.data(), K, dWg.data(), N * K);
+  DeviceArray<uint16_t> dAg(Ag16), dBg(Bg16), ddYg(dYg16);
+  DeviceArray<float> dCg{size_t(rows * N)}, ddWg(std::vector<float>(W * N * K, 0.0f));
+  cuda::gemm_grouped_rows_bf16(G, W, offsets.data(), true, N, K, 1.0f, dAg.data(), K, dBg.data(), N * K, K, 0.0f,
+                               dCg.data(), N);
+  cuda::gemm_grouped_weight_grad_bf16(G, W, offsets.data(), N, K, ddYg.data(), N, dAg.data(), K, ddWg.data(), N * K);
+  expect_close(down(dCg), Cg, 1e-3, 1e-3, "gemm_grouped_rows_bf16");
+  expect_close(down(ddWg), dWg, 1e-3, 1e-3, "gemm_grouped_weight_grad_bf16");
 }
 
 }  // namespace

@@ -114,6 +114,39 @@ TEST(CudaModel, ThreeTrainingStepsTrackTheCpu) {
   }
 }
 
+// train.precision: bf16 (bf16 GEMM inputs, fp32 accumulation, master weights and losses) tracks
+// fp32 training over several optimizer steps from the same initial weights and data.
+TEST(CudaModel, Bf16TrainingTracksFp32) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  Config cfg = test::variant_config({"bf16", {"model.moe.num_shared_experts=1", "model.d_model=32",
+                                              "model.moe.expert_hidden=32", "model.ffn_hidden=48"}});
+  auto comm = make_local_communicator();
+  Transformer host(cfg.model, comm.get());
+  host.params().initialize(31);
+  gpu::GpuTransformer fp32(cfg.model, host.params()), bf16(cfg.model, host.params(), /*bf16=*/true);
+  const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
+  CounterRng rng(13, "bf16");
+  std::vector<int32_t> tokens(B * S), targets(B * S);
+  for (int64_t i = 0; i < B * S; ++i) {  // one batch, trained on repeatedly: the loss must fall
+    tokens[i] = int32_t(rng.bits(uint64_t(i)) % uint64_t(cfg.model.vocab_size));
+    targets[i] = int32_t(rng.bits(uint64_t(i + 500)) % uint64_t(cfg.model.vocab_size));
+  }
+  double first = 0, last32 = 0, last16 = 0;
+  for (int step = 0; step < 8; ++step) {
+    fp32.zero_grad();
+    bf16.zero_grad();
+    MicroBatchLoss a = fp32.forward_backward(tokens.data(), targets.data(), B, S, 1.0f);
+    MicroBatchLoss b = bf16.forward_backward(tokens.data(), targets.data(), B, S, 1.0f);
+    fp32.optimizer_step(cfg.optim, 3e-3, 1.0);
+    bf16.optimizer_step(cfg.optim, 3e-3, 1.0);
+    EXPECT_NEAR(b.ce, a.ce, 0.02 * a.ce) << "step " << step + 1;
+    if (step == 0) first = a.ce;
+    last32 = a.ce, last16 = b.ce;
+  }
+  EXPECT_LT(last32, first);
+  EXPECT_LT(last16, first);
+}
+
 TEST(CudaModel, RefusesWhatTheGpuPathDoesNotDoYet) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
   auto comm = make_local_communicator();

@@ -39,29 +39,6 @@ struct FfnActs {
   }
 };
 
-// SwiGluLayer::forward: y = (silu(x W1^T) * (x W3^T)) W2^T, x: [T, D], W1, W3: [F, D], W2: [D, F].
-void swiglu_ffn_forward(const float* x, const float* w1, const float* w3, const float* w2, int64_t T, int64_t D,
-                        int64_t F, FfnActs& a, float* y) {
-  a.resize(T, F);
-  cuda::gemm(false, true, T, F, D, 1.0f, x, D, w1, D, 0.0f, a.g.data(), F);
-  cuda::gemm(false, true, T, F, D, 1.0f, x, D, w3, D, 0.0f, a.u.data(), F);
-  cuda::swiglu_forward(a.g.data(), a.u.data(), a.h.data(), T * F);
-  cuda::gemm(false, true, T, D, F, 1.0f, a.h.data(), F, w2, F, 0.0f, y, D);
-}
-
-// SwiGluLayer::backward: weight gradients accumulate; dx assigned, or accumulated when asked.
-void swiglu_ffn_backward(const float* x, const float* w1, const float* w3, const float* w2, float* dw1, float* dw3,
-                         float* dw2, int64_t T, int64_t D, int64_t F, FfnActs& a, const float* dy, float* dx,
-                         bool accumulate) {
-  cuda::gemm(true, false, D, F, T, 1.0f, dy, D, a.h.data(), F, 1.0f, dw2, F);
-  cuda::gemm(false, false, T, F, D, 1.0f, dy, D, w2, F, 0.0f, a.h.data(), F);
-  cuda::swiglu_backward(a.g.data(), a.u.data(), a.h.data(), a.g.data(), a.u.data(), T * F);
-  cuda::gemm(true, false, F, D, T, 1.0f, a.g.data(), F, x, D, 1.0f, dw1, D);
-  cuda::gemm(true, false, F, D, T, 1.0f, a.u.data(), F, x, D, 1.0f, dw3, D);
-  cuda::gemm(false, false, T, D, F, 1.0f, a.g.data(), F, w1, D, accumulate ? 1.0f : 0.0f, dx, D);
-  cuda::gemm(false, false, T, D, F, 1.0f, a.u.data(), F, w3, D, 1.0f, dx, D);
-}
-
 }  // namespace
 
 struct GpuTransformer::Block {
@@ -80,7 +57,18 @@ struct GpuTransformer::Block {
   bool has_dprobs = false, has_dlse = false;
 };
 
-GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host) : cfg_(cfg) {
+// The weights whose matmuls run in bf16 in bf16 mode (the router, embedding and LM head stay fp32).
+static bool bf16_matmul_weight(const std::string& name) {
+  for (const char* tail : {"/attn/wq", "/attn/wk", "/attn/wv", "/attn/wo", "/ffn/w1", "/ffn/w3", "/ffn/w2",
+                           "/experts/w1", "/experts/w3", "/experts/w2", "/shared/w1", "/shared/w3", "/shared/w2"}) {
+    const std::string t(tail);
+    if (name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0) return true;
+  }
+  return false;
+}
+
+GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16)
+    : cfg_(cfg), bf16_(bf16), E_(cfg.moe.num_experts) {
   MOE_CHECK(cuda::available(), "GPU model: no CUDA device can be used");
   MOE_CHECK(cfg.moe.num_experts == 0 || cfg.moe.lbl_scope == "micro",
             "GPU model: model.moe.lbl_scope '" << cfg.moe.lbl_scope << "' is not on the GPU yet (micro only)");
@@ -90,8 +78,12 @@ GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host) : cfg_(
     MOE_CHECK(!p->sharded(), "GPU model: parameter " << p->name << " is sharded; the GPU model runs on one rank");
     const std::vector<float> zeros(size_t(p->value.numel()), 0.0f);
     DevParam d{DeviceArray<float>(size_t(p->value.numel())), DeviceArray<float>(zeros), DeviceArray<float>(zeros),
-               DeviceArray<float>(zeros), p->decay()};
+               DeviceArray<float>(zeros), DeviceArray<uint16_t>(), p->decay()};
     cuda::copy_to_device(d.value.data(), p->value.data(), sizeof(float) * p->value.numel());
+    if (bf16_ && bf16_matmul_weight(p->name)) {
+      d.bf16 = DeviceArray<uint16_t>(size_t(p->value.numel()));
+      cuda::to_bf16(d.value.data(), d.bf16.data(), p->value.numel());
+    }
     params_.emplace(p->name, std::move(d));
   }
   for (Buffer* b : host.buffers()) {
@@ -127,6 +119,79 @@ const float* GpuTransformer::buffer(const std::string& name) const {
   return it == buffers_.end() ? nullptr : it->second.data();
 }
 
+const void* GpuTransformer::wb(const std::string& name) {
+  auto it = params_.find(name);
+  MOE_CHECK(it != params_.end() && it->second.bf16.size() > 0, "GPU model: no bf16 copy of " << name);
+  return it->second.bf16.data();
+}
+
+const void* GpuTransformer::rounded(const float* x, int64_t n, DeviceArray<uint16_t>& scratch) {
+  if (int64_t(scratch.size()) < n) scratch = DeviceArray<uint16_t>(size_t(n));
+  cuda::to_bf16(x, scratch.data(), n);
+  return scratch.data();
+}
+
+void GpuTransformer::linear_fwd(const float* x, int64_t T, int64_t in, const std::string& W, int64_t out, float* y) {
+  if (!bf16_) return cuda::gemm(false, true, T, out, in, 1.0f, x, in, w(W), in, 0.0f, y, out);
+  cuda::gemm_bf16(false, true, T, out, in, 1.0f, rounded(x, T * in, bf16_a_), in, wb(W), in, 0.0f, y, out, false);
+}
+
+void GpuTransformer::linear_dx(const float* dy, int64_t T, int64_t out, const std::string& W, int64_t in, float beta,
+                               float* dx) {
+  if (!bf16_) return cuda::gemm(false, false, T, in, out, 1.0f, dy, out, w(W), in, beta, dx, in);
+  cuda::gemm_bf16(false, false, T, in, out, 1.0f, rounded(dy, T * out, bf16_a_), out, wb(W), in, beta, dx, in, false);
+}
+
+void GpuTransformer::linear_dw(const float* dy, int64_t T, int64_t out, const float* x, int64_t in,
+                               const std::string& W) {
+  if (!bf16_) return cuda::gemm(true, false, out, in, T, 1.0f, dy, out, x, in, 1.0f, g(W), in);
+  cuda::gemm_bf16(true, false, out, in, T, 1.0f, rounded(dy, T * out, bf16_a_), out, rounded(x, T * in, bf16_b_), in,
+                  1.0f, g(W), in, false);
+}
+
+void GpuTransformer::grouped_fwd(const int64_t* off, const float* x, int64_t in, const std::string& W, int64_t out,
+                                 float* y) {
+  if (!bf16_) return cuda::gemm_grouped_rows(E_, E_, off, true, out, in, 1.0f, x, in, w(W), out * in, in, 0.0f, y, out);
+  cuda::gemm_grouped_rows_bf16(E_, E_, off, true, out, in, 1.0f, rounded(x, off[E_] * in, bf16_a_), in, wb(W),
+                               out * in, in, 0.0f, y, out);
+}
+
+void GpuTransformer::grouped_dx(const int64_t* off, const float* dy, int64_t out, const std::string& W, int64_t in,
+                                float beta, float* dx) {
+  if (!bf16_)
+    return cuda::gemm_grouped_rows(E_, E_, off, false, in, out, 1.0f, dy, out, w(W), out * in, in, beta, dx, in);
+  cuda::gemm_grouped_rows_bf16(E_, E_, off, false, in, out, 1.0f, rounded(dy, off[E_] * out, bf16_a_), out, wb(W),
+                               out * in, in, beta, dx, in);
+}
+
+void GpuTransformer::grouped_dw(const int64_t* off, const float* dy, int64_t out, const float* x, int64_t in,
+                                const std::string& W) {
+  if (!bf16_) return cuda::gemm_grouped_weight_grad(E_, E_, off, out, in, dy, out, x, in, g(W), out * in);
+  cuda::gemm_grouped_weight_grad_bf16(E_, E_, off, out, in, rounded(dy, off[E_] * out, bf16_a_), out,
+                                      rounded(x, off[E_] * in, bf16_b_), in, g(W), out * in);
+}
+
+// SwiGluLayer::forward: y = (silu(x W1^T) * (x W3^T)) W2^T, x: [T, D], W1, W3: [F, D], W2: [D, F].
+void GpuTransformer::swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F,
+                                    float* gg, float* uu, float* hh, float* y) {
+  linear_fwd(x, T, D, prefix + "/w1", F, gg);
+  linear_fwd(x, T, D, prefix + "/w3", F, uu);
+  cuda::swiglu_forward(gg, uu, hh, T * F);
+  linear_fwd(hh, T, F, prefix + "/w2", D, y);
+}
+
+// SwiGluLayer::backward: weight gradients accumulate; dx assigned, or accumulated when asked.
+void GpuTransformer::swiglu_backward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F,
+                                     float* gg, float* uu, float* hh, const float* dy, float* dx, bool accumulate) {
+  linear_dw(dy, T, D, hh, F, prefix + "/w2");
+  linear_dx(dy, T, D, prefix + "/w2", F, 0.0f, hh);
+  cuda::swiglu_backward(gg, uu, hh, gg, uu, T * F);
+  linear_dw(gg, T, F, x, D, prefix + "/w1");
+  linear_dw(uu, T, F, x, D, prefix + "/w3");
+  linear_dx(gg, T, F, prefix + "/w1", D, accumulate ? 1.0f : 0.0f, dx);
+  linear_dx(uu, T, F, prefix + "/w3", D, 1.0f, dx);
+}
+
 void GpuTransformer::zero_grad() {
   for (auto& [name, p] : params_) {
     std::vector<float> zeros(p.grad.size(), 0.0f);
@@ -141,7 +206,8 @@ double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double gr
   for (auto& [name, p] : params_) {
     grads.push_back(p.grad.data());
     sizes.push_back(int64_t(p.grad.size()));
-    tensors.push_back({p.value.data(), p.grad.data(), p.m.data(), p.v.data(), nullptr, int64_t(p.value.size()),
+    tensors.push_back({p.value.data(), p.grad.data(), p.m.data(), p.v.data(),
+                       p.bf16.size() > 0 ? static_cast<void*>(p.bf16.data()) : nullptr, int64_t(p.value.size()),
                        p.decay ? float(o.weight_decay) : 0.0f});
   }
   const double norm = std::sqrt(cuda::sum_squares_many(grads.data(), sizes.data(), int(grads.size())));
@@ -204,18 +270,19 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     ensure(b.lse, B * H * S);
     // attention (AttentionLayer::forward)
     cuda::rms_norm_forward(b.x, w(p + "/attn_norm/weight"), b.a1.data(), b.rstd1.data(), T, D, eps);
-    cuda::gemm(false, true, T, dq, D, 1.0f, b.a1.data(), D, w(p + "/attn/wq"), D, 0.0f, b.q.data(), dq);
-    cuda::gemm(false, true, T, dkv, D, 1.0f, b.a1.data(), D, w(p + "/attn/wk"), D, 0.0f, b.k.data(), dkv);
-    cuda::gemm(false, true, T, dkv, D, 1.0f, b.a1.data(), D, w(p + "/attn/wv"), D, 0.0f, b.v.data(), dkv);
+    linear_fwd(b.a1.data(), T, D, p + "/attn/wq", dq, b.q.data());
+    linear_fwd(b.a1.data(), T, D, p + "/attn/wk", dkv, b.k.data());
+    linear_fwd(b.a1.data(), T, D, p + "/attn/wv", dkv, b.v.data());
     cuda::rope_forward(b.q.data(), B, S, H, hd, cfg_.rope_theta);
     cuda::rope_forward(b.k.data(), B, S, Hkv, hd, cfg_.rope_theta);
     cuda::attention_forward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), B, S, H, Hkv, hd);
-    cuda::gemm(false, true, T, D, dq, 1.0f, b.o.data(), dq, w(p + "/attn/wo"), dq, 0.0f, b.tmp.data(), D);
+    linear_fwd(b.o.data(), T, dq, p + "/attn/wo", D, b.tmp.data());
     cuda::add(b.x, b.tmp.data(), b.mid.data(), T * D);
     cuda::rms_norm_forward(b.mid.data(), w(p + "/ffn_norm/weight"), b.a2.data(), b.rstd2.data(), T, D, eps);
     if (!b.moe) {
-      swiglu_ffn_forward(b.a2.data(), w(p + "/ffn/w1"), w(p + "/ffn/w3"), w(p + "/ffn/w2"), T, D, cfg_.ffn_hidden,
-                         b.dense, b.tmp.data());
+      b.dense.resize(T, cfg_.ffn_hidden);
+      swiglu_forward(p + "/ffn", b.a2.data(), T, D, cfg_.ffn_hidden, b.dense.g.data(), b.dense.u.data(),
+                     b.dense.h.data(), b.tmp.data());
     } else {
       // gate (MoeLayer::forward, router_fwd)
       ensure(b.logits, T * E);
@@ -266,18 +333,16 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       b.experts.resize(std::max<int64_t>(b.rows, 1), Fe);
       cuda::moe_gather(b.a2.data(), b.row_token.data(), b.rows, D, b.xs.data());
       const int64_t* off = b.offsets.data();
-      cuda::gemm_grouped_rows(E, E, off, true, Fe, D, 1.0f, b.xs.data(), D, w(p + "/moe/experts/w1"), Fe * D, D, 0.0f,
-                              b.experts.g.data(), Fe);
-      cuda::gemm_grouped_rows(E, E, off, true, Fe, D, 1.0f, b.xs.data(), D, w(p + "/moe/experts/w3"), Fe * D, D, 0.0f,
-                              b.experts.u.data(), Fe);
+      grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w1", Fe, b.experts.g.data());
+      grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w3", Fe, b.experts.u.data());
       cuda::swiglu_forward(b.experts.g.data(), b.experts.u.data(), b.experts.h.data(), b.rows * Fe);
-      cuda::gemm_grouped_rows(E, E, off, true, D, Fe, 1.0f, b.experts.h.data(), Fe, w(p + "/moe/experts/w2"), D * Fe,
-                              Fe, 0.0f, b.ye.data(), D);
+      grouped_fwd(off, b.experts.h.data(), Fe, p + "/moe/experts/w2", D, b.ye.data());
       cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.tmp.data());
       if (Fs > 0) {
         ensure(b.shared_out, T * D);
-        swiglu_ffn_forward(b.a2.data(), w(p + "/moe/shared/w1"), w(p + "/moe/shared/w3"), w(p + "/moe/shared/w2"), T,
-                           D, Fs, b.shared, b.shared_out.data());
+        b.shared.resize(T, Fs);
+        swiglu_forward(p + "/moe/shared", b.a2.data(), T, D, Fs, b.shared.g.data(), b.shared.u.data(),
+                       b.shared.h.data(), b.shared_out.data());
         cuda::add_inplace(b.tmp.data(), b.shared_out.data(), T * D);
       }
     }
@@ -308,9 +373,8 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     const std::string& p = b.prefix;
     // FFN branch -> gradient of a2 in b.tmp
     if (!b.moe) {
-      swiglu_ffn_backward(b.a2.data(), w(p + "/ffn/w1"), w(p + "/ffn/w3"), w(p + "/ffn/w2"), g(p + "/ffn/w1"),
-                          g(p + "/ffn/w3"), g(p + "/ffn/w2"), T, D, cfg_.ffn_hidden, b.dense, dout, b.tmp.data(),
-                          false);
+      swiglu_backward(p + "/ffn", b.a2.data(), T, D, cfg_.ffn_hidden, b.dense.g.data(), b.dense.u.data(),
+                      b.dense.h.data(), dout, b.tmp.data(), false);
     } else {
       ensure(b.dweights, T * K);
       ensure(b.dlogits, T * E);
@@ -320,16 +384,13 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       // grouped experts backward (GroupedExperts::backward): dxs in place of xs
       const int64_t* off = b.offsets.data();
       float *hh = b.experts.h.data(), *gg = b.experts.g.data(), *uu = b.experts.u.data();
-      cuda::gemm_grouped_weight_grad(E, E, off, D, Fe, b.ye.data(), D, hh, Fe, g(p + "/moe/experts/w2"), D * Fe);
-      cuda::gemm_grouped_rows(E, E, off, false, Fe, D, 1.0f, b.ye.data(), D, w(p + "/moe/experts/w2"), D * Fe, Fe,
-                              0.0f, hh, Fe);
+      grouped_dw(off, b.ye.data(), D, hh, Fe, p + "/moe/experts/w2");
+      grouped_dx(off, b.ye.data(), D, p + "/moe/experts/w2", Fe, 0.0f, hh);
       cuda::swiglu_backward(gg, uu, hh, gg, uu, b.rows * Fe);
-      cuda::gemm_grouped_weight_grad(E, E, off, Fe, D, gg, Fe, b.xs.data(), D, g(p + "/moe/experts/w1"), Fe * D);
-      cuda::gemm_grouped_weight_grad(E, E, off, Fe, D, uu, Fe, b.xs.data(), D, g(p + "/moe/experts/w3"), Fe * D);
-      cuda::gemm_grouped_rows(E, E, off, false, D, Fe, 1.0f, gg, Fe, w(p + "/moe/experts/w1"), Fe * D, D, 0.0f,
-                              b.xs.data(), D);
-      cuda::gemm_grouped_rows(E, E, off, false, D, Fe, 1.0f, uu, Fe, w(p + "/moe/experts/w3"), Fe * D, D, 1.0f,
-                              b.xs.data(), D);
+      grouped_dw(off, gg, Fe, b.xs.data(), D, p + "/moe/experts/w1");
+      grouped_dw(off, uu, Fe, b.xs.data(), D, p + "/moe/experts/w3");
+      grouped_dx(off, gg, Fe, p + "/moe/experts/w1", D, 0.0f, b.xs.data());
+      grouped_dx(off, uu, Fe, p + "/moe/experts/w3", D, 1.0f, b.xs.data());
       cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.tmp.data());
       // router backward (router_bwd)
       cuda::router_backward(b.logits.data(), b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
@@ -340,9 +401,8 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       cuda::gemm(false, false, T, D, E, 1.0f, b.dlogits.data(), E, w(p + "/moe/router/weight"), D, 1.0f, b.tmp.data(),
                  D);
       if (Fs > 0)
-        swiglu_ffn_backward(b.a2.data(), w(p + "/moe/shared/w1"), w(p + "/moe/shared/w3"), w(p + "/moe/shared/w2"),
-                            g(p + "/moe/shared/w1"), g(p + "/moe/shared/w3"), g(p + "/moe/shared/w2"), T, D, Fs,
-                            b.shared, dout, b.tmp.data(), true);
+        swiglu_backward(p + "/moe/shared", b.a2.data(), T, D, Fs, b.shared.g.data(), b.shared.u.data(),
+                        b.shared.h.data(), dout, b.tmp.data(), true);
     }
     cuda::rms_norm_backward(b.mid.data(), w(p + "/ffn_norm/weight"), b.rstd2.data(), b.tmp.data(), b.dtmp.data(),
                             g(p + "/ffn_norm/weight"), T, D);
@@ -352,18 +412,18 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     ensure(b.dq, T * dq);
     ensure(b.dk, T * dkv);
     ensure(b.dv, T * dkv);
-    cuda::gemm(false, false, T, dq, D, 1.0f, dout, D, w(p + "/attn/wo"), dq, 0.0f, b.dout_heads.data(), dq);
-    cuda::gemm(true, false, D, dq, T, 1.0f, dout, D, b.o.data(), dq, 1.0f, g(p + "/attn/wo"), dq);
+    linear_dx(dout, T, D, p + "/attn/wo", dq, 0.0f, b.dout_heads.data());
+    linear_dw(dout, T, D, b.o.data(), dq, p + "/attn/wo");
     cuda::attention_backward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), b.dout_heads.data(),
                              b.dq.data(), b.dk.data(), b.dv.data(), B, S, H, Hkv, hd);
     cuda::rope_backward(b.dq.data(), B, S, H, hd, cfg_.rope_theta);
     cuda::rope_backward(b.dk.data(), B, S, Hkv, hd, cfg_.rope_theta);
-    cuda::gemm(true, false, dq, D, T, 1.0f, b.dq.data(), dq, b.a1.data(), D, 1.0f, g(p + "/attn/wq"), D);
-    cuda::gemm(true, false, dkv, D, T, 1.0f, b.dk.data(), dkv, b.a1.data(), D, 1.0f, g(p + "/attn/wk"), D);
-    cuda::gemm(true, false, dkv, D, T, 1.0f, b.dv.data(), dkv, b.a1.data(), D, 1.0f, g(p + "/attn/wv"), D);
-    cuda::gemm(false, false, T, D, dq, 1.0f, b.dq.data(), dq, w(p + "/attn/wq"), D, 0.0f, b.tmp.data(), D);
-    cuda::gemm(false, false, T, D, dkv, 1.0f, b.dk.data(), dkv, w(p + "/attn/wk"), D, 1.0f, b.tmp.data(), D);
-    cuda::gemm(false, false, T, D, dkv, 1.0f, b.dv.data(), dkv, w(p + "/attn/wv"), D, 1.0f, b.tmp.data(), D);
+    linear_dw(b.dq.data(), T, dq, b.a1.data(), D, p + "/attn/wq");
+    linear_dw(b.dk.data(), T, dkv, b.a1.data(), D, p + "/attn/wk");
+    linear_dw(b.dv.data(), T, dkv, b.a1.data(), D, p + "/attn/wv");
+    linear_dx(b.dq.data(), T, dq, p + "/attn/wq", D, 0.0f, b.tmp.data());
+    linear_dx(b.dk.data(), T, dkv, p + "/attn/wk", D, 1.0f, b.tmp.data());
+    linear_dx(b.dv.data(), T, dkv, p + "/attn/wv", D, 1.0f, b.tmp.data());
     cuda::rms_norm_backward(b.x, w(p + "/attn_norm/weight"), b.rstd1.data(), b.tmp.data(), b.dtmp.data(),
                             g(p + "/attn_norm/weight"), T, D);
     cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dx = dmid + attn_norm'(attn'(dmid))

@@ -21,8 +21,12 @@ namespace moe::gpu {
 class GpuTransformer {
  public:
   // Copies every parameter and buffer of `host` (a Transformer's store for the same config) to
-  // the current GPU; gradients start at zero.
-  GpuTransformer(const ModelConfig& cfg, ParamStore& host);
+  // the current GPU; gradients start at zero. bf16 (train.precision: bf16): the matmuls of
+  // attention and of the dense, expert and shared FFNs take bf16 inputs (bf16 copies of the weights,
+  // refreshed by the optimizer; activations rounded as they enter a GEMM) with fp32 accumulation
+  // and fp32 outputs; master weights, gradients, AdamW state, norms, the router, attention's
+  // softmax, the LM head and the losses stay fp32.
+  GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16 = false);
   ~GpuTransformer();
 
   // One micro-batch (host tokens / targets [B*S]): accumulates the gradient of
@@ -43,13 +47,36 @@ class GpuTransformer {
   struct Block;
   struct DevParam {
     cuda::DeviceArray<float> value, grad, m, v;  // m, v: AdamW moments
+    cuda::DeviceArray<uint16_t> bf16;            // bf16 copy of a matmul weight (bf16 mode)
     bool decay = false;
   };
   float* w(const std::string& name);   // device value of a parameter
   float* g(const std::string& name);   // device gradient
+  const void* wb(const std::string& name);  // its bf16 copy
   const float* buffer(const std::string& name) const;  // device copy of a buffer, or nullptr
+  const void* rounded(const float* x, int64_t n, cuda::DeviceArray<uint16_t>& scratch);  // x as bf16
+
+  // Matmuls with weight W [out, in] by name, fp32 or bf16 inputs (fp32 accumulation and output):
+  // y = x W^T;  dx = dy W (+ beta dx);  dW += dy^T x.
+  void linear_fwd(const float* x, int64_t T, int64_t in, const std::string& W, int64_t out, float* y);
+  void linear_dx(const float* dy, int64_t T, int64_t out, const std::string& W, int64_t in, float beta, float* dx);
+  void linear_dw(const float* dy, int64_t T, int64_t out, const float* x, int64_t in, const std::string& W);
+  // The experts' grouped forms (kernels/gemm.h), W [E, out, in] by name, one group per expert.
+  void grouped_fwd(const int64_t* offsets, const float* x, int64_t in, const std::string& W, int64_t out, float* y);
+  void grouped_dx(const int64_t* offsets, const float* dy, int64_t out, const std::string& W, int64_t in, float beta,
+                  float* dx);
+  void grouped_dw(const int64_t* offsets, const float* dy, int64_t out, const float* x, int64_t in,
+                  const std::string& W);
+  // SwiGLU FFN (w1, w3, w2 under `prefix`): activations g, u, h [T, F] kept for the backward.
+  void swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F, float* gg, float* uu,
+                      float* hh, float* y);
+  void swiglu_backward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F, float* gg,
+                       float* uu, float* hh, const float* dy, float* dx, bool accumulate);
 
   ModelConfig cfg_;
+  bool bf16_ = false;
+  int64_t E_ = 0;
+  cuda::DeviceArray<uint16_t> bf16_a_, bf16_b_;  // bf16 GEMM inputs, grown as needed
   std::map<std::string, DevParam> params_;
   std::map<std::string, cuda::DeviceArray<float>> buffers_;
   std::vector<std::unique_ptr<Block>> blocks_;
