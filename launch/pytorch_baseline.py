@@ -7,10 +7,12 @@ usually written (Hugging Face Mixtral / DeepSeek style: attention through an exp
 softmax, experts in a Python loop over index_select / index_add_). It is not a reference for the
 numbers (tests/reference_model.cpp is); it only has to do the same FLOPs.
 
-    python3 launch/pytorch_baseline.py CONFIG.yaml [--steps N] [--threads T]
+    python3 launch/pytorch_baseline.py CONFIG.yaml [--steps N] [--threads T] [--device cpu|cuda]
 
-Prints tokens/s and MFU against the fp32 GEMM peak torch reaches on the same machine (2048^3
-matmul), in the same run. Needs torch (Debian: apt-get install python3-torch) and PyYAML.
+Prints tokens/s and MFU against the GEMM peak torch reaches on the same device in the same run
+(fp32 2048^3 matmul on the CPU; on a GPU, 8192^3 in the config's train.precision, bf16 through
+torch.autocast as eager mixed-precision code does). Needs torch (Debian: apt-get install
+python3-torch; the GPU machines have a CUDA build) and PyYAML.
 """
 import argparse
 import math
@@ -47,6 +49,7 @@ def load_config(path):
     m["moe"] = moe
     t.setdefault("micro_batch", t["global_batch"])
     t.setdefault("grad_clip", 1.0)
+    t.setdefault("precision", "fp32")
     o.setdefault("lr", 3e-4)
     o.setdefault("beta1", 0.9)
     o.setdefault("beta2", 0.95)
@@ -209,14 +212,23 @@ def active_matmul_params(m):
     return n + m["vocab_size"] * d
 
 
-def gemm_peak_gflops(seconds=2.0):
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_peak_gflops(device, dtype, seconds=2.0):
+    n = 2048 if device == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
+    sync(device)
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
         t0 = time.perf_counter()
         a @ b
-        best = max(best, 2 * 2048 ** 3 / (time.perf_counter() - t0) / 1e9)
+        sync(device)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
     return best
 
 
@@ -225,12 +237,17 @@ def main():
     ap.add_argument("config")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     m, t, o = load_config(args.config)
     seq, gb, mb = t["seq_len"], t["global_batch"], t["micro_batch"]
-    model = Model(m, seq)
+    dev = args.device
+    bf16 = t["precision"] == "bf16"
+    if bf16 and dev != "cuda":
+        sys.exit("train.precision bf16: run with --device cuda")
+    model = Model(m, seq).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"],
                             weight_decay=o["weight_decay"])
     gen = torch.Generator().manual_seed(1)
@@ -238,13 +255,16 @@ def main():
     def step():
         opt.zero_grad(set_to_none=True)
         for _ in range(gb // mb):
-            tokens = torch.randint(0, m["vocab_size"], (mb, seq), generator=gen)
-            targets = torch.randint(0, m["vocab_size"], (mb, seq), generator=gen)
-            (model(tokens, targets) * (mb / gb)).backward()
+            tokens = torch.randint(0, m["vocab_size"], (mb, seq), generator=gen).to(dev)
+            targets = torch.randint(0, m["vocab_size"], (mb, seq), generator=gen).to(dev)
+            with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=bf16):
+                loss = model(tokens, targets)
+            (loss * (mb / gb)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
         opt.step()
+        sync(dev)
 
-    peak = gemm_peak_gflops()
+    peak = gemm_peak_gflops(dev, torch.bfloat16 if bf16 else torch.float32)
     hd = m["d_model"] // m["n_heads"]
     flops_per_token = 6 * active_matmul_params(m) + 12 * m["n_layers"] * seq * m["n_heads"] * hd
     for _ in range(2):
@@ -255,11 +275,12 @@ def main():
         step()
         times.append(time.perf_counter() - t0)
     tps = gb * seq * len(times) / sum(times)
-    print(f"pytorch {torch.__version__} eager, {args.threads} thread(s): {args.config}")
-    print(f"fp32 GEMM peak (torch 2048^3 matmul): {peak:.1f} GFLOP/s")
+    where = torch.cuda.get_device_name() if dev == "cuda" else f"{args.threads} thread(s)"
+    print(f"pytorch {torch.__version__} eager, {where}, {t['precision']}: {args.config}")
+    print(f"GEMM peak (torch matmul, {t['precision']}): {peak:.1f} GFLOP/s")
     print(f"steps timed: {len(times)}, mean step {1000 * sum(times) / len(times):.1f} ms")
     print(f"tokens/s: {tps:.1f}")
-    print(f"MFU: {100 * flops_per_token * tps / (peak * 1e9):.1f}% of torch's measured fp32 GEMM peak")
+    print(f"MFU: {100 * flops_per_token * tps / (peak * 1e9):.1f}% of torch's measured GEMM peak")
     return 0
 
 

@@ -67,7 +67,7 @@ TEST(Config, ErrorsNameTheKeyAndTheRule) {
   EXPECT_NE(error_of(kBase, {"parallel.tp=2"}).find("parallel.tp"), std::string::npos);
   EXPECT_NE(error_of(kBase, {"optim.schedule=step"}).find("optim.schedule"), std::string::npos);
   EXPECT_NE(error_of(kBase, {"data.token_dtype=int8"}).find("data.token_dtype"), std::string::npos);
-  EXPECT_NE(error_of(kBase, {"train.precision=bf16"}).find("train.precision"), std::string::npos);
+  EXPECT_NE(error_of(kBase, {"train.precision=fp16"}).find("must be fp32 or bf16"), std::string::npos);
   EXPECT_NE(error_of(kBase, {"data.train="}).find("data.train"), std::string::npos);
   EXPECT_NE(error_of(kBase, {"train.eval_every=5"}).find("data.valid"), std::string::npos);
   EXPECT_NE(error_of("model: [1, 2]").find("'model' must be a mapping"), std::string::npos);

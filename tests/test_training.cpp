@@ -167,6 +167,15 @@ TEST(Training, InitFromLoadsModelOnlyAndStartsAtStepZero) {
   EXPECT_EQ(o.step_count(), 1);  // a fresh optimizer took one step
 }
 
+TEST(Training, Bf16IsRefusedBeforeAnyWorkOnTheCpu) {
+  auto dir = test::temp_dir("train_bf16");
+  Config cfg = test::tiny_config(dir);
+  cfg.train.precision = "bf16";
+  const std::string msg = test::error_of([&] { run(cfg); });
+  EXPECT_NE(msg.find("train.precision bf16 runs on the GPU model only"), std::string::npos) << msg;
+  EXPECT_FALSE(std::filesystem::exists(cfg.run.out_dir + "/metrics.jsonl"));
+}
+
 TEST(Training, ExplicitResumeOfMissingFileIsRefused) {
   auto dir = test::temp_dir("train_bad_resume");
   Config cfg = test::tiny_config(dir);

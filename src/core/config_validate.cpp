@@ -83,7 +83,6 @@ void Config::finalize(int world_size, bool need_data) {
        "(" << t.global_batch << ") must be a multiple of train.micro_batch x dp (" << t.micro_batch << " x " << d << ")");
   RULE(t.steps >= 1, "train.steps", "is required and must be >= 1, got " << t.steps);
   RULE(t.precision == "fp32" || t.precision == "bf16", "train.precision", "must be fp32 or bf16, got '" << t.precision << "'");
-  RULE(t.precision == "fp32", "train.precision", "bf16 needs the CUDA backend; the CPU backend trains in fp32");
   RULE(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 turns clipping off)");
   RULE(t.log_every >= 1, "train.log_every", "must be >= 1, got " << t.log_every);
   RULE(t.eval_every >= 0, "train.eval_every", "must be >= 0 (0: never)");

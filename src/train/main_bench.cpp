@@ -62,6 +62,8 @@ int run_bench(int argc, char** argv, Communicator& world) {
   }
   Config cfg = load_config(args.config_path, args.overrides);
   cfg.finalize(world.size(), /*need_data=*/false);
+  MOE_CHECK(cfg.train.precision == "fp32", cfg.source << ": train.precision bf16 runs on the GPU model only: use "
+                                                      "moe-gpu-bench (docs/cuda.md); moe-bench times the CPU in fp32");
   const auto& t = cfg.train;
   ParallelGroups groups = ParallelGroups::build(world, cfg);
   Transformer model(cfg.model, MoeGroups(groups.world, groups.ep.get(), groups.tp.get()));

@@ -70,6 +70,8 @@ int64_t Trainer::resume_newest_good(Transformer& model, AdamW& optim) {
 
 int Trainer::run() {
   const auto& t = cfg_.train;
+  MOE_CHECK(t.precision == "fp32", cfg_.source << ": train.precision bf16 runs on the GPU model only (docs/cuda.md); "
+                                               "moe-train trains on the CPU, in fp32");
   const int rank = world_.rank(), world = world_.size();
   std::error_code ec;
   fs::create_directories(cfg_.run.out_dir, ec);

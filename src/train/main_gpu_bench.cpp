@@ -1,0 +1,122 @@
+// moe-gpu-bench CONFIG.yaml [--set key=value]...        one GPU (built when the build has CUDA)
+// Trains the config's model on the GPU model (src/model/gpu/) on synthetic tokens, in the config's
+// train.precision (fp32 or bf16): 2 warm-up steps, then train.steps timed optimizer steps of
+// global_batch / micro_batch micro-batches each. Prints tokens/s and MFU against the bf16 (or fp32)
+// GEMM peak that cuBLAS reaches on the same GPU in the same run (8192^3). docs/cuda.md.
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/host_memory.h"
+#include "core/logging.h"
+#include "core/profiler.h"
+#include "core/rng.h"
+#include "kernels/cuda/device.h"
+#include "kernels/gemm.h"
+#include "model/gpu/gpu_transformer.h"
+#include "model/transformer.h"
+#include "parallel/communicator.h"
+#include "train/cli_args.h"
+#include "train/flops.h"
+
+namespace moe {
+namespace {
+
+// Best TFLOP/s of an n^3 cuBLAS GEMM (bf16 inputs and output with fp32 accumulation, or fp32).
+double cublas_peak_tflops(bool bf16, int64_t n = 8192) {
+  const size_t elems = size_t(n * n), bytes = elems * (bf16 ? 2 : 4);
+  void *a = cuda::device_alloc(bytes), *b = cuda::device_alloc(bytes), *c = cuda::device_alloc(bytes);
+  std::vector<float> zeros(elems, 0.0f);
+  if (!bf16) cuda::copy_to_device(a, zeros.data(), bytes), cuda::copy_to_device(b, zeros.data(), bytes);
+  double best = 0;
+  for (int rep = 0; rep < 12; ++rep) {
+    cuda::synchronize();
+    const double t0 = now_ms();
+    if (bf16)
+      cuda::gemm_bf16(false, true, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n, true);
+    else
+      cuda::gemm(false, true, n, n, n, 1.0f, static_cast<float*>(a), n, static_cast<float*>(b), n, 0.0f,
+                 static_cast<float*>(c), n);
+    cuda::synchronize();
+    if (rep >= 2) best = std::max(best, 2.0 * double(n) * n * n / ((now_ms() - t0) / 1000.0) / 1e12);
+  }
+  cuda::device_free(a), cuda::device_free(b), cuda::device_free(c);
+  return best;
+}
+
+int run(int argc, char** argv) {
+  CliArgs args = parse_cli_args(argc, argv, "moe-gpu-bench");
+  if (args.help) {
+    std::printf("usage: moe-gpu-bench CONFIG.yaml [--set key=value]...\n");
+    return 0;
+  }
+  Config cfg = load_config(args.config_path, args.overrides);
+  cfg.finalize(1, /*need_data=*/false);
+  MOE_CHECK(cuda::available(), "moe-gpu-bench: no CUDA device can be used on this machine");
+  const auto& t = cfg.train;
+  const bool bf16 = t.precision == "bf16";
+  const int micro = t.global_batch / t.micro_batch;
+  std::unique_ptr<gpu::GpuTransformer> model;
+  double active = 0;
+  {
+    auto comm = make_local_communicator();
+    Transformer host(cfg.model, comm.get());  // initial weights, then freed
+    host.params().initialize(uint64_t(cfg.run.seed));
+    active = host.active_matmul_params();
+    model = std::make_unique<gpu::GpuTransformer>(cfg.model, host.params(), bf16);
+  }
+  const double peak = cublas_peak_tflops(bf16);
+  const double flops_per_token = training_flops_per_token(cfg.model, t.seq_len, active);
+  std::printf("moe-gpu-bench: %s on %s, %s, %d micro-batch(es) of %d x %d tokens per step\n", args.config_path.c_str(),
+              cuda::device_name().c_str(), t.precision.c_str(), micro, t.micro_batch, t.seq_len);
+  std::printf("cuBLAS %s GEMM peak (8192^3): %.1f TFLOP/s\n", bf16 ? "bf16" : "fp32", peak);
+  std::printf("model: %.2f B active matmul parameters per token, %.2f GFLOP per token\n", active / 1e9,
+              flops_per_token / 1e9);
+  CounterRng rng(uint64_t(cfg.run.seed), "gpu-bench-tokens");
+  const int64_t n = int64_t(t.micro_batch) * t.seq_len;
+  std::vector<int32_t> tokens(n), targets(n);
+  int64_t drawn = 0;
+  auto step = [&]() {
+    model->zero_grad();
+    for (int m = 0; m < micro; ++m) {
+      for (int64_t i = 0; i < n; ++i) {
+        tokens[i] = int32_t(rng.bits(uint64_t(drawn + i)) % uint64_t(cfg.model.vocab_size));
+        targets[i] = int32_t(rng.bits(uint64_t(drawn + i + 1)) % uint64_t(cfg.model.vocab_size));
+      }
+      drawn += n;
+      model->forward_backward(tokens.data(), targets.data(), t.micro_batch, t.seq_len, 1.0f / float(micro));
+    }
+    model->optimizer_step(cfg.optim, cfg.optim.lr, t.grad_clip);
+  };
+  for (int s = 0; s < 2; ++s) step();
+  std::vector<double> ms;
+  for (int s = 0; s < t.steps; ++s) {
+    const double t0 = now_ms();
+    step();
+    ms.push_back(now_ms() - t0);
+  }
+  double total = 0;
+  for (double x : ms) total += x;
+  const double tps = double(t.global_batch) * t.seq_len * t.steps / (total / 1000.0);
+  std::printf("steps timed: %d, mean step %.1f ms (min %.1f)\n", t.steps, total / t.steps,
+              *std::min_element(ms.begin(), ms.end()));
+  std::printf("tokens/s: %.1f\nachieved: %.1f TFLOP/s\nMFU: %.1f%% of the measured cuBLAS %s peak\n", tps,
+              flops_per_token * tps / 1e12, 100.0 * flops_per_token * tps / (peak * 1e12), bf16 ? "bf16" : "fp32");
+  return 0;
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) {
+  moe::tune_host_allocator();
+  moe::init_logging(0);
+  try {
+    return moe::run(argc, argv);
+  } catch (const std::exception& e) {
+    moe::log_error(e.what());
+    return 1;
+  }
+}
