@@ -5,7 +5,6 @@
 
 #include <cmath>
 
-#include "core/rng.h"
 #include "model/transformer.h"
 #include "model_variants.h"
 #include "parallel/communicator.h"
@@ -28,13 +27,9 @@ struct Fixture {
     model->params().initialize(11);
     B = cfg.train.micro_batch;
     S = cfg.train.seq_len;
-    CounterRng rng(5, v.name);
     for (int m = 0; m < 2; ++m) {
-      std::vector<int32_t> tk(B * S), tg(B * S);
-      for (int64_t i = 0; i < B * S; ++i) {
-        tk[i] = int32_t(rng.bits(uint64_t(m * 1000 + i)) % uint64_t(cfg.model.vocab_size));
-        tg[i] = int32_t(rng.bits(uint64_t(m * 1000 + i + 500)) % uint64_t(cfg.model.vocab_size));
-      }
+      std::vector<int32_t> tk, tg;
+      test::random_tokens(v.name, 5, m, B * S, cfg.model.vocab_size, tk, tg);
       tokens.push_back(tk);
       targets.push_back(tg);
     }

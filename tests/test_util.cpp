@@ -77,4 +77,15 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+void random_tokens(const std::string& name, uint64_t seed, int m, int64_t n, int vocab, std::vector<int32_t>& tokens,
+                   std::vector<int32_t>& targets) {
+  CounterRng rng(seed, name);
+  tokens.resize(size_t(n));
+  targets.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    tokens[i] = int32_t(rng.bits(uint64_t(m * 1000 + i)) % uint64_t(vocab));
+    targets[i] = int32_t(rng.bits(uint64_t(m * 1000 + i + 500)) % uint64_t(vocab));
+  }
+}
+
 }  // namespace moe::test

@@ -17,6 +17,10 @@ void write_tokens(const std::string& path, const std::vector<uint16_t>& tokens);
 // A tiny valid config (2 layers, 4 experts) with data files under dir.
 Config tiny_config(const std::string& dir);
 double max_abs_diff(const float* a, const float* b, int64_t n);
+// Tokens and next-token targets of micro-batch m ([n] each, ids below vocab), from a counter stream
+// keyed by `name`: the same for every caller that passes the same arguments.
+void random_tokens(const std::string& name, uint64_t seed, int m, int64_t n, int vocab, std::vector<int32_t>& tokens,
+                   std::vector<int32_t>& targets);
 // The message of the moe::Error that f throws, or "" when it throws none.
 std::string error_of(const std::function<void()>& f);
 

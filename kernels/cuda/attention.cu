@@ -23,6 +23,17 @@ struct Dims {
   __device__ int64_t kv_at(int64_t b, int64_t s, int64_t g) const { return ((b * S + s) * Hkv + g) * hd; }
 };
 
+// The block's threads copy key / value rows j0 .. j0 + kTile of kv head g into shared memory
+// (zeros past the end of the sequence).
+__device__ void load_kv_tile(const float* k, const float* v, int64_t b, int64_t g, int64_t j0, const Dims& d,
+                             float (*ks)[kMaxHd], float (*vs)[kMaxHd]) {
+  for (int64_t e = threadIdx.x; e < kTile * d.hd; e += blockDim.x) {
+    const int64_t r = e / d.hd, c = e % d.hd, j = j0 + r;
+    ks[r][c] = j < d.S ? k[d.kv_at(b, j, g) + c] : 0.0f;
+    vs[r][c] = j < d.S ? v[d.kv_at(b, j, g) + c] : 0.0f;
+  }
+}
+
 __global__ void flash_forward(const float* q, const float* k, const float* v, float* out, float* lse, Dims d) {
   __shared__ float ks[kTile][kMaxHd], vs[kTile][kMaxHd];
   const int64_t bh = blockIdx.y, b = bh / d.H, h = bh % d.H, g = h / (d.H / d.Hkv);
@@ -36,11 +47,7 @@ __global__ void flash_forward(const float* q, const float* k, const float* v, fl
   }
   const int64_t last = min(d.S, int64_t(blockIdx.x + 1) * kRows);  // keys this block's rows can see
   for (int64_t j0 = 0; j0 < last; j0 += kTile) {
-    for (int64_t e = threadIdx.x; e < kTile * d.hd; e += blockDim.x) {
-      const int64_t r = e / d.hd, c = e % d.hd, j = j0 + r;
-      ks[r][c] = j < d.S ? k[d.kv_at(b, j, g) + c] : 0.0f;
-      vs[r][c] = j < d.S ? v[d.kv_at(b, j, g) + c] : 0.0f;
-    }
+    load_kv_tile(k, v, b, g, j0, d, ks, vs);
     __syncthreads();
     if (row)
       for (int r = 0; r < kTile && j0 + r <= i; ++r) {
@@ -131,11 +138,7 @@ __global__ void flash_backward_q(const float* q, const float* k, const float* v,
   const float l = row ? lse[bh * d.S + i] : 0.0f, dl = row ? delta[bh * d.S + i] : 0.0f;
   const int64_t last = min(d.S, int64_t(blockIdx.x + 1) * kRows);
   for (int64_t j0 = 0; j0 < last; j0 += kTile) {
-    for (int64_t e = threadIdx.x; e < kTile * d.hd; e += blockDim.x) {
-      const int64_t r = e / d.hd, c = e % d.hd, j = j0 + r;
-      ks[r][c] = j < d.S ? k[d.kv_at(b, j, g) + c] : 0.0f;
-      vs[r][c] = j < d.S ? v[d.kv_at(b, j, g) + c] : 0.0f;
-    }
+    load_kv_tile(k, v, b, g, j0, d, ks, vs);
     __syncthreads();
     if (row)
       for (int r = 0; r < kTile && j0 + r <= i; ++r) {

@@ -51,29 +51,18 @@ __global__ void gather_rows(const float* x, const int32_t* row_token, int64_t n,
     xs[i] = x[int64_t(row_token[i / D]) * D + i % D];
 }
 
-__global__ void gather_rows_backward(const float* dxs, const int64_t* slot, int64_t T, int64_t k, int64_t D,
-                                     float* dx) {
+// out[t, :] = sum over kept copies j of w[t, j] * rows[slot[t, j], :] (w == nullptr: weight 1).
+// The unorder forward, and (with w == nullptr) the backward of the gather.
+__global__ void sum_copies(const float* rows, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
+                           float* out) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < T * D; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / D, d = i % D;
     float s = 0;
     for (int64_t j = 0; j < k; ++j) {
       const int64_t r = slot[t * k + j];
-      if (r >= 0) s += dxs[r * D + d];
+      if (r >= 0) s += (w ? w[t * k + j] : 1.0f) * rows[r * D + d];
     }
-    dx[i] = s;
-  }
-}
-
-__global__ void unorder_fwd(const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
-                            float* y) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < T * D; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t t = i / D, d = i % D;
-    float s = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t r = slot[t * k + j];
-      if (r >= 0) s += w[t * k + j] * ye[r * D + d];
-    }
-    y[i] = s;
+    out[i] = s;
   }
 }
 
@@ -139,13 +128,13 @@ void moe_gather(const float* x, const int32_t* row_token, int64_t n, int64_t D, 
 void moe_gather_backward(const float* dxs, const int64_t* slot, int64_t T, int64_t k, int64_t D, float* dx,
                          Stream stream) {
   if (T == 0) return;
-  gather_rows_backward<<<blocks_for(T * D), kThreads, 0, stream>>>(dxs, slot, T, k, D, dx);
+  sum_copies<<<blocks_for(T * D), kThreads, 0, stream>>>(dxs, slot, nullptr, T, k, D, dx);
   MOE_CUDA_LAUNCHED();
 }
 void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
                          float* y, Stream stream) {
   if (T == 0) return;
-  unorder_fwd<<<blocks_for(T * D), kThreads, 0, stream>>>(ye, slot, w, T, k, D, y);
+  sum_copies<<<blocks_for(T * D), kThreads, 0, stream>>>(ye, slot, w, T, k, D, y);
   MOE_CUDA_LAUNCHED();
 }
 void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,

@@ -6,7 +6,6 @@
 
 #include <cmath>
 
-#include "core/rng.h"
 #include "kernels/cuda/device.h"
 #include "model/gpu/gpu_transformer.h"
 #include "model/transformer.h"
@@ -46,13 +45,9 @@ TEST_P(CudaModel, OneStepMatchesTheCpuModel) {
   cpu.params().initialize(11);
   gpu::GpuTransformer gpu(cfg.model, cpu.params());
   const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
-  CounterRng rng(5, v.name);
   for (int m = 0; m < 2; ++m) {
-    std::vector<int32_t> tokens(B * S), targets(B * S);
-    for (int64_t i = 0; i < B * S; ++i) {
-      tokens[i] = int32_t(rng.bits(uint64_t(m * 1000 + i)) % uint64_t(cfg.model.vocab_size));
-      targets[i] = int32_t(rng.bits(uint64_t(m * 1000 + i + 500)) % uint64_t(cfg.model.vocab_size));
-    }
+    std::vector<int32_t> tokens, targets;
+    test::random_tokens(v.name, 5, m, B * S, cfg.model.vocab_size, tokens, targets);
     MicroBatchLoss want = cpu.forward_backward(tokens.data(), targets.data(), B, S, true, 0.5f);
     MicroBatchLoss got = gpu.forward_backward(tokens.data(), targets.data(), B, S, 0.5f);
     EXPECT_NEAR(got.ce, want.ce, 1e-5 * std::fabs(want.ce)) << "micro-batch " << m;
@@ -85,13 +80,9 @@ TEST(CudaModel, ThreeTrainingStepsTrackTheCpu) {
   AdamW opt(cfg.optim, cpu.params().params());
   gpu::GpuTransformer gpu(cfg.model, cpu.params());
   const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
-  CounterRng rng(9, "train");
   for (int step = 0; step < 3; ++step) {
-    std::vector<int32_t> tokens(B * S), targets(B * S);
-    for (int64_t i = 0; i < B * S; ++i) {
-      tokens[i] = int32_t(rng.bits(uint64_t(step * 1000 + i)) % uint64_t(cfg.model.vocab_size));
-      targets[i] = int32_t(rng.bits(uint64_t(step * 1000 + i + 500)) % uint64_t(cfg.model.vocab_size));
-    }
+    std::vector<int32_t> tokens, targets;
+    test::random_tokens("train", 9, step, B * S, cfg.model.vocab_size, tokens, targets);
     cpu.params().zero_grad();
     MicroBatchLoss want = cpu.forward_backward(tokens.data(), targets.data(), B, S, true, 1.0f);
     const double want_norm = global_grad_norm(cpu.params().params());
@@ -125,12 +116,8 @@ TEST(CudaModel, Bf16TrainingTracksFp32) {
   host.params().initialize(31);
   gpu::GpuTransformer fp32(cfg.model, host.params()), bf16(cfg.model, host.params(), /*bf16=*/true);
   const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
-  CounterRng rng(13, "bf16");
-  std::vector<int32_t> tokens(B * S), targets(B * S);
-  for (int64_t i = 0; i < B * S; ++i) {  // one batch, trained on repeatedly: the loss must fall
-    tokens[i] = int32_t(rng.bits(uint64_t(i)) % uint64_t(cfg.model.vocab_size));
-    targets[i] = int32_t(rng.bits(uint64_t(i + 500)) % uint64_t(cfg.model.vocab_size));
-  }
+  std::vector<int32_t> tokens, targets;  // one batch, trained on repeatedly: the loss must fall
+  test::random_tokens("bf16", 13, 0, B * S, cfg.model.vocab_size, tokens, targets);
   double first = 0, last32 = 0, last16 = 0;
   for (int step = 0; step < 8; ++step) {
     fp32.zero_grad();
