@@ -40,6 +40,10 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
   MOE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+void zero_device(void* p, size_t bytes) {
+  if (bytes) MOE_CUDA_CHECK(cudaMemset(p, 0, bytes));
+}
+
 void synchronize() { MOE_CUDA_CHECK(cudaDeviceSynchronize()); }
 
 }  // namespace moe::cuda

@@ -19,6 +19,7 @@ void* device_alloc(size_t bytes);
 void device_free(void* p) noexcept;
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
+void zero_device(void* p, size_t bytes);  // cudaMemset to 0
 void synchronize();
 
 // Device memory for n elements of T, freed by the destructor.
@@ -40,6 +41,7 @@ class DeviceArray {
   T* data() { return p_; }
   const T* data() const { return p_; }
   size_t size() const { return n_; }
+  void zero() { zero_device(p_, n_ * sizeof(T)); }
   void upload(const std::vector<T>& host) { copy_to_device(p_, host.data(), host.size() * sizeof(T)); }
   std::vector<T> download() const {
     std::vector<T> out(n_);

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/median.h"
 #include "core/profiler.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
@@ -149,11 +150,6 @@ static double disk_write_mb_s(const std::string& path, size_t bytes) {
   const double s = (now_ms() - t0) / 1000.0;
   std::filesystem::remove(path);
   return double(bytes) / 1e6 / s;
-}
-
-static double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 int ckpt_bench(const std::string& dir, const std::string& config_path) {

@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/median.h"
 #include "core/profiler.h"
 #include "core/rng.h"
 #include "model/transformer.h"
@@ -46,11 +47,6 @@ double time_profiler_scope_ns() {
   prof.take();
   prof.take_scope_count();
   return ns;
-}
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 int run_bench(int argc, char** argv, Communicator& world) {
@@ -141,7 +137,7 @@ int run_bench(int argc, char** argv, Communicator& world) {
                 100.0 * (on_total - covered) / on_total);
     std::printf("communication on rank 0: %.2f ms/step exposed (%.1f%% of the step), %.2f ms/step overlapped with "
                 "compute\n", comm / t.steps, 100.0 * comm / on_total, overlapped_ms / t.steps);
-    const double on_median = median_of(on_ms), off_median = median_of(off_ms);
+    const double on_median = median(on_ms), off_median = median(off_ms);
     std::printf("profiler overhead: %.0f scopes/step x %.0f ns = %.3f ms/step (%.4f%% of the step); median step "
                 "%.1f ms with it, %.1f ms without (%+.2f%%: run-to-run noise, the steps alternate)\n",
                 scopes_per_step, scope_ns, scopes_per_step * scope_ns / 1e6,

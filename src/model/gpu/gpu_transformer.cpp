@@ -76,9 +76,11 @@ GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf
             "GPU model: model.moe.router.bias_update_rate > 0 (expert-bias balancing) is not on the GPU yet");
   for (Param* p : host.params()) {
     MOE_CHECK(!p->sharded(), "GPU model: parameter " << p->name << " is sharded; the GPU model runs on one rank");
-    const std::vector<float> zeros(size_t(p->value.numel()), 0.0f);
-    DevParam d{DeviceArray<float>(size_t(p->value.numel())), DeviceArray<float>(zeros), DeviceArray<float>(zeros),
-               DeviceArray<float>(zeros), DeviceArray<uint16_t>(), p->decay()};
+    const size_t n = size_t(p->value.numel());
+    DevParam d{DeviceArray<float>(n), DeviceArray<float>(n), DeviceArray<float>(n), DeviceArray<float>(n),
+               DeviceArray<uint16_t>(), p->decay()};
+    d.m.zero();
+    d.v.zero();
     cuda::copy_to_device(d.value.data(), p->value.data(), sizeof(float) * p->value.numel());
     if (bf16_ && bf16_matmul_weight(p->name)) {
       d.bf16 = DeviceArray<uint16_t>(size_t(p->value.numel()));
@@ -193,10 +195,7 @@ void GpuTransformer::swiglu_backward(const std::string& prefix, const float* x, 
 }
 
 void GpuTransformer::zero_grad() {
-  for (auto& [name, p] : params_) {
-    std::vector<float> zeros(p.grad.size(), 0.0f);
-    p.grad.upload(zeros);
-  }
+  for (auto& [name, p] : params_) p.grad.zero();
 }
 
 double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double grad_clip) {
