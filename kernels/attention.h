@@ -21,14 +21,32 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
                         int64_t Hkv, int64_t hd, const float* probs_cache = nullptr);
 
 // ---- CUDA twin (kernels/cuda/attention.cu; built when the build has CUDA, MOE_WITH_CUDA): same
-// semantics on device pointers, launched on `stream`. ----
+// semantics on device pointers, launched on `stream`. bf16_matmuls: bf16 operands (q, k, v, dout
+// and the probabilities rounded), fp32 accumulation, softmax, lse and outputs. Two implementations:
+//   kBlocked: query blocks of 256 rows, each matmul one cuBLAS strided-batched GEMM over all heads,
+//             the softmax in kernels of its own; [B*H, 256, S] score tiles in device memory.
+//   kFused:   FlashAttention-2 kernels on tensor cores (WMMA, kernels/cuda/flash_attention.cuh);
+//             64 x 64 tiles in shared memory only. bf16_matmuls and head_dim 32, 64 or 128 only.
+//             Correct (tested against the CPU) but, untuned, slower than kBlocked on an H100
+//             (docs/cuda.md), so kBlocked is the default. ----
 namespace cuda {
+enum class AttentionKernel { kBlocked, kFused };
 void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse, int64_t B, int64_t S,
-                       int64_t H, int64_t Hkv, int64_t hd, Stream stream = nullptr);
-// dq, dk, dv assigned (dk, dv through atomics over the query heads that share a kv head).
+                       int64_t H, int64_t Hkv, int64_t hd, bool bf16_matmuls = false,
+                       AttentionKernel kernel = AttentionKernel::kBlocked, Stream stream = nullptr);
+// dq, dk, dv assigned.
 void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* lse,
                         const float* dout, float* dq, float* dk, float* dv, int64_t B, int64_t S, int64_t H,
-                        int64_t Hkv, int64_t hd, Stream stream = nullptr);
+                        int64_t Hkv, int64_t hd, bool bf16_matmuls = false,
+                        AttentionKernel kernel = AttentionKernel::kBlocked, Stream stream = nullptr);
+// The faster implementation for bf16 attention at this shape, measured on random scratch inputs
+// (forward + backward, median of 3 after a warm-up). kBlocked where the fused kernels do not take
+// the head dim. Milliseconds of each kept for reports (fused_ms 0 when not measured).
+struct AttentionChoice {
+  AttentionKernel kernel = AttentionKernel::kBlocked;
+  double blocked_ms = 0, fused_ms = 0;
+};
+AttentionChoice choose_attention_kernel(int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t hd);
 }  // namespace cuda
 
 }  // namespace moe

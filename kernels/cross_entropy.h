@@ -42,6 +42,12 @@ void cross_entropy_loss(const float* row_max, const float* sum_exp, const float*
 void lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
                            int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
                            Stream stream = nullptr);
+// The same with bf16 matmul operands (bf16 training): h [T, D] and W [V, D] are bf16 copies, each
+// chunk's logit gradients are rounded to bf16 in scratch_bf16 (T * chunk) for the two gradient
+// matmuls; accumulation, softmax, loss, dh and dW stay fp32.
+void lm_head_cross_entropy_bf16(const void* h, const void* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
+                                int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
+                                void* scratch_bf16, Stream stream = nullptr);
 }  // namespace cuda
 
 }  // namespace moe

@@ -34,20 +34,43 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 // bf16 inputs (A, B: __nv_bfloat16), fp32 accumulation; C fp32, or bf16 when c_is_bf16.
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
                const void* B, int64_t ldb, float beta, void* C, int64_t ldc, bool c_is_bf16, Stream stream = nullptr);
-// offsets are host arrays; one cublasGemmGroupedBatchedEx call for all groups.
+// Strided batched: C_i = alpha op(A_i) op(B_i) + beta C_i with X_i = X + i * stride_x elements for
+// i < batch. A and B both fp32 or both bf16 (in_bf16), C fp32 or bf16 (out_bf16); fp32 accumulation.
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
+                          int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, float beta,
+                          void* C, int64_t ldc, int64_t stride_c, int64_t batch, bool in_bf16, bool out_bf16,
+                          Stream stream = nullptr);
+// How the grouped expert GEMMs run: one cublasGemmGroupedBatchedEx call for all groups, or one
+// cuBLAS GEMM per group. Same results; which is faster depends on the shapes and the GPU (on an
+// H100, a few large experts run faster one GEMM each: cuBLAS's grouped kernels trail its tuned
+// single GEMMs there), so the GPU model measures both (choose_grouped_impl) and keeps the faster.
+enum class GroupedImpl { kGroupedCall, kPerGroup };
+// offsets are host arrays.
 void gemm_grouped_rows(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const float* B, int64_t stride_b, int64_t ldb, float beta,
-                       float* C, int64_t ldc, Stream stream = nullptr);
+                       float* C, int64_t ldc, GroupedImpl impl = GroupedImpl::kGroupedCall, Stream stream = nullptr);
 void gemm_grouped_weight_grad(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const float* A,
                               int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c,
-                              Stream stream = nullptr);
-// The same with bf16 A and B (__nv_bfloat16), fp32 C and fp32 accumulation (bf16 training).
+                              GroupedImpl impl = GroupedImpl::kGroupedCall, Stream stream = nullptr);
+// The same with bf16 A and B (__nv_bfloat16) and fp32 accumulation (bf16 training); C fp32, or
+// bf16 when c_is_bf16 (the weight gradient's C is always fp32).
 void gemm_grouped_rows_bf16(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K,
                             float alpha, const void* A, int64_t lda, const void* B, int64_t stride_b, int64_t ldb,
-                            float beta, float* C, int64_t ldc, Stream stream = nullptr);
+                            float beta, void* C, int64_t ldc, bool c_is_bf16 = false,
+                            GroupedImpl impl = GroupedImpl::kGroupedCall, Stream stream = nullptr);
 void gemm_grouped_weight_grad_bf16(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const void* A,
                                    int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c,
-                                   Stream stream = nullptr);
+                                   GroupedImpl impl = GroupedImpl::kGroupedCall, Stream stream = nullptr);
+
+// The faster implementation for the experts' GEMMs of one shape, measured on scratch buffers of
+// random values: `rows` token copies spread evenly over G experts of weight [N, K] (x W^T, the form
+// the forward and the input gradients use) and the weight gradient (dy^T x). TFLOP/s of each
+// (median of 3 timed runs after a warm-up) are kept for reports.
+struct GroupedChoice {
+  GroupedImpl rows = GroupedImpl::kGroupedCall, weight_grad = GroupedImpl::kGroupedCall;
+  double rows_tflops[2] = {0, 0}, weight_grad_tflops[2] = {0, 0};  // [kGroupedCall, kPerGroup]
+};
+GroupedChoice choose_grouped_impl(int64_t G, int64_t rows, int64_t N, int64_t K, bool bf16);
 }  // namespace cuda
 
 }  // namespace moe

@@ -4,10 +4,12 @@
 The baseline of the speed comparisons in docs/performance.md: the same shapes and the same work
 per step (forward, backward, gradient clipping, AdamW) written the way eager PyTorch MoE code is
 usually written (Hugging Face Mixtral / DeepSeek style: attention through an explicit masked
-softmax, experts in a Python loop over index_select / index_add_). It is not a reference for the
+softmax, or fused scaled_dot_product_attention on a GPU, experts in a Python loop over index_select /
+index_add_). It is not a reference for the
 numbers (tests/reference_model.cpp is); it only has to do the same FLOPs.
 
     python3 launch/pytorch_baseline.py CONFIG.yaml [--steps N] [--threads T] [--device cpu|cuda]
+                                       [--attention sdpa|explicit]
 
 Prints tokens/s and MFU against the GEMM peak torch reaches on the same device in the same run
 (fp32 2048^3 matmul on the CPU; on a GPU, 8192^3 in the config's train.precision, bf16 through
@@ -24,6 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import yaml
+
+# torch >= 2.0: on a GPU, attention runs through the fused scaled_dot_product_attention (flash
+# attention); Debian's torch 1.13 (the CPU comparison) has none and uses the explicit masked softmax.
+SDPA = hasattr(F, "scaled_dot_product_attention")
+USE_SDPA = SDPA  # --attention explicit turns it off
 
 
 def load_config(path):
@@ -98,8 +105,11 @@ class Attention(nn.Module):
         if self.hkv != self.h:
             k = k.repeat_interleave(self.h // self.hkv, dim=1)
             v = v.repeat_interleave(self.h // self.hkv, dim=1)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.hd) + mask
-        o = scores.softmax(dim=-1) @ v
+        if USE_SDPA and q.is_cuda:  # fused flash attention, as current eager code (HF's default "sdpa") uses
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.hd) + mask
+            o = scores.softmax(dim=-1) @ v
         return self.wo(o.transpose(1, 2).reshape(b, s, self.h * self.hd))
 
 
@@ -238,7 +248,11 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--attention", default="sdpa", choices=["sdpa", "explicit"],
+                    help="on a GPU: fused scaled_dot_product_attention (default) or the explicit masked softmax")
     args = ap.parse_args()
+    global USE_SDPA
+    USE_SDPA = SDPA and args.attention == "sdpa"
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     m, t, o = load_config(args.config)
@@ -276,7 +290,8 @@ def main():
         times.append(time.perf_counter() - t0)
     tps = gb * seq * len(times) / sum(times)
     where = torch.cuda.get_device_name() if dev == "cuda" else f"{args.threads} thread(s)"
-    print(f"pytorch {torch.__version__} eager, {where}, {t['precision']}: {args.config}")
+    attention = ("scaled_dot_product_attention" if USE_SDPA and args.device == "cuda" else "explicit softmax")
+    print(f"pytorch {torch.__version__} eager, {where}, {t['precision']}, attention: {attention}: {args.config}")
     print(f"GEMM peak (torch matmul, {t['precision']}): {peak:.1f} GFLOP/s")
     print(f"steps timed: {len(times)}, mean step {1000 * sum(times) / len(times):.1f} ms")
     print(f"tokens/s: {tps:.1f}")

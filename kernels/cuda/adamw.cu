@@ -8,6 +8,7 @@
 
 #include "kernels/adamw.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 
 namespace moe::cuda {
 namespace {
@@ -68,8 +69,8 @@ void adamw_update_many(const AdamWTensor* tensors, int count, float lr, float be
   if (chunks.empty()) return;
   AdamWTensor* d_tensors = nullptr;
   Chunk* d_chunks = nullptr;
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_tensors, sizeof(AdamWTensor) * count, stream));
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_chunks, sizeof(Chunk) * chunks.size(), stream));
+  d_tensors = static_cast<decltype(d_tensors)>(stream_alloc(sizeof(AdamWTensor) * count, stream));
+  d_chunks = static_cast<decltype(d_chunks)>(stream_alloc(sizeof(Chunk) * chunks.size(), stream));
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_tensors, tensors, sizeof(AdamWTensor) * count, cudaMemcpyHostToDevice, stream));
   MOE_CUDA_CHECK(
       cudaMemcpyAsync(d_chunks, chunks.data(), sizeof(Chunk) * chunks.size(), cudaMemcpyHostToDevice, stream));
@@ -77,8 +78,8 @@ void adamw_update_many(const AdamWTensor* tensors, int count, float lr, float be
                                                                        bias_correction1, bias_correction2, grad_scale);
   MOE_CUDA_LAUNCHED();
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host chunk table goes out of scope
-  cudaFreeAsync(d_tensors, stream);
-  cudaFreeAsync(d_chunks, stream);
+  stream_free(d_tensors, stream);
+  stream_free(d_chunks, stream);
 }
 
 }  // namespace moe::cuda

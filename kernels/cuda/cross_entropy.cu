@@ -1,9 +1,12 @@
 // Cross-entropy on the GPU (twins of kernels/cpu/cross_entropy.cpp): one block per row.
+#include <cuda_bf16.h>
+
 #include <algorithm>
 #include <cfloat>
 
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 #include "kernels/gemm.h"
 
 namespace moe::cuda {
@@ -88,32 +91,42 @@ __global__ void fill_kernel(float* x, int64_t n, float value) {
     x[i] = value;
 }
 
-// In place: logits of columns v0..v0+c -> (softmax - onehot) * grad_scale.
-__global__ void chunk_backward(float* logits, int64_t c, int64_t v0, const int32_t* targets, const float* row_max,
-                               const float* sum_exp, float grad_scale) {
+// Logits of columns v0..v0+c -> (softmax - onehot) * grad_scale into out (fp32 in place, or bf16).
+template <class T>
+__global__ void chunk_backward(float* logits, T* out, int64_t c, int64_t v0, const int32_t* targets,
+                               const float* row_max, const float* sum_exp, float grad_scale) {
   const int64_t t = blockIdx.x;
   const float m = row_max[t], inv = 1.0f / sum_exp[t];
   for (int64_t i = threadIdx.x; i < c; i += blockDim.x) {
     const float p = expf(logits[t * c + i] - m) * inv;
-    logits[t * c + i] = (p - (v0 + i == targets[t] ? 1.0f : 0.0f)) * grad_scale;
+    out[t * c + i] = T((p - (v0 + i == targets[t] ? 1.0f : 0.0f)) * grad_scale);
   }
 }
 
-}  // namespace
-
-void lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
-                           int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
-                           Stream stream) {
+// The fused LM head with fp32 operands, or bf16 ones (h, W and the logit gradients rounded;
+// fp32 accumulation, softmax, loss, dh and dW).
+void lm_head_ce(bool bf16, const void* h, const void* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
+                int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch, void* scratch_bf16,
+                Stream stream) {
   if (T == 0) return;
   MOE_CHECK(chunk > 0, "lm_head_cross_entropy: chunk must be > 0");
+  const size_t esize = bf16 ? 2 : 4;
+  auto rows_of = [&](const void* base, int64_t v0) { return static_cast<const char*>(base) + size_t(v0 * D) * esize; };
+  auto logits = [&](int64_t v0, int64_t c) {  // scratch [T, c] = h W_c^T
+    if (bf16)
+      gemm_bf16(false, true, T, c, D, 1.0f, h, D, rows_of(W, v0), D, 0.0f, scratch, c, false, stream);
+    else
+      gemm(false, true, T, c, D, 1.0f, static_cast<const float*>(h), D, reinterpret_cast<const float*>(rows_of(W, v0)),
+           D, 0.0f, scratch, c, stream);
+  };
   float* stats = nullptr;  // row_max, sum_exp, target_logit: [3, T]
-  MOE_CUDA_CHECK(cudaMallocAsync(&stats, sizeof(float) * 3 * T, stream));
+  stats = static_cast<decltype(stats)>(stream_alloc(sizeof(float) * 3 * T, stream));
   float *row_max = stats, *sum_exp = stats + T, *target_logit = stats + 2 * T;
   fill_kernel<<<blocks_for(T), kThreads, 0, stream>>>(row_max, T, -FLT_MAX);
   MOE_CUDA_CHECK(cudaMemsetAsync(sum_exp, 0, sizeof(float) * 2 * T, stream));
   for (int64_t v0 = 0; v0 < V; v0 += chunk) {
     const int64_t c = std::min(chunk, V - v0);
-    gemm(false, true, T, c, D, 1.0f, h, D, W + v0 * D, D, 0.0f, scratch, c, stream);
+    logits(v0, c);
     fold_chunk<<<unsigned(T), kThreads, 0, stream>>>(scratch, c, v0, targets, row_max, sum_exp, target_logit);
     MOE_CUDA_LAUNCHED();
   }
@@ -123,14 +136,39 @@ void lm_head_cross_entropy(const float* h, const float* W, const int32_t* target
     MOE_CUDA_CHECK(cudaMemsetAsync(dh, 0, sizeof(float) * T * D, stream));
     for (int64_t v0 = 0; v0 < V; v0 += chunk) {
       const int64_t c = std::min(chunk, V - v0);
-      gemm(false, true, T, c, D, 1.0f, h, D, W + v0 * D, D, 0.0f, scratch, c, stream);
-      chunk_backward<<<unsigned(T), kThreads, 0, stream>>>(scratch, c, v0, targets, row_max, sum_exp, grad_scale);
-      MOE_CUDA_LAUNCHED();
-      gemm(false, false, T, D, c, 1.0f, scratch, c, W + v0 * D, D, 1.0f, dh, D, stream);          // dh += dl W_c
-      gemm(true, false, c, D, T, 1.0f, scratch, c, h, D, 1.0f, dW + v0 * D, D, stream);           // dW_c += dl^T h
+      logits(v0, c);
+      if (bf16) {
+        chunk_backward<__nv_bfloat16><<<unsigned(T), kThreads, 0, stream>>>(
+            scratch, static_cast<__nv_bfloat16*>(scratch_bf16), c, v0, targets, row_max, sum_exp, grad_scale);
+        MOE_CUDA_LAUNCHED();
+        gemm_bf16(false, false, T, D, c, 1.0f, scratch_bf16, c, rows_of(W, v0), D, 1.0f, dh, D, false, stream);
+        gemm_bf16(true, false, c, D, T, 1.0f, scratch_bf16, c, h, D, 1.0f, dW + v0 * D, D, false, stream);
+      } else {
+        chunk_backward<float><<<unsigned(T), kThreads, 0, stream>>>(scratch, scratch, c, v0, targets, row_max, sum_exp,
+                                                                    grad_scale);
+        MOE_CUDA_LAUNCHED();
+        const float* Wc = reinterpret_cast<const float*>(rows_of(W, v0));
+        gemm(false, false, T, D, c, 1.0f, scratch, c, Wc, D, 1.0f, dh, D, stream);  // dh += dl W_c
+        gemm(true, false, c, D, T, 1.0f, scratch, c, static_cast<const float*>(h), D, 1.0f, dW + v0 * D, D,
+             stream);  // dW_c += dl^T h
+      }
     }
   }
-  cudaFreeAsync(stats, stream);
+  stream_free(stats, stream);
+}
+
+}  // namespace
+
+void lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
+                           int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
+                           Stream stream) {
+  lm_head_ce(false, h, W, targets, T, D, V, chunk, grad_scale, loss, dh, dW, scratch, nullptr, stream);
+}
+
+void lm_head_cross_entropy_bf16(const void* h, const void* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
+                                int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
+                                void* scratch_bf16, Stream stream) {
+  lm_head_ce(true, h, W, targets, T, D, V, chunk, grad_scale, loss, dh, dW, scratch, scratch_bf16, stream);
 }
 
 void cross_entropy_row_max(const float* logits, int64_t T, int64_t V, float* row_max, Stream stream) {

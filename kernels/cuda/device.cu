@@ -1,6 +1,13 @@
 // CUDA device helpers.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <vector>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
+
+#include <cstdint>
 
 namespace moe::cuda {
 
@@ -32,6 +39,26 @@ void device_free(void* p) noexcept {
   if (p) cudaFree(p);
 }
 
+void* stream_alloc(size_t bytes, Stream stream) {
+  static const bool pool_kept = [] {  // once per process (one device per process)
+    int dev = 0;
+    MOE_CUDA_CHECK(cudaGetDevice(&dev));
+    cudaMemPool_t pool;
+    MOE_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
+    uint64_t keep = UINT64_MAX;
+    MOE_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    return true;
+  }();
+  (void)pool_kept;
+  void* p = nullptr;
+  MOE_CUDA_CHECK(cudaMallocAsync(&p, bytes, stream));
+  return p;
+}
+
+void stream_free(void* p, Stream stream) noexcept {
+  if (p) cudaFreeAsync(p, stream);
+}
+
 void copy_to_device(void* dst, const void* src, size_t bytes) {
   MOE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
@@ -45,5 +72,47 @@ void zero_device(void* p, size_t bytes) {
 }
 
 void synchronize() { MOE_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+namespace {
+
+template <class T>
+__global__ void fill_random(T* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+    x[i] = T(float(h) * 2.3283064e-10f - 0.5f);
+  }
+}
+
+}  // namespace
+
+void* random_device(int64_t n, bool bf16, uint32_t seed) {
+  void* p = device_alloc(size_t(std::max<int64_t>(n, 1)) * (bf16 ? 2 : 4));
+  if (bf16)
+    fill_random<<<blocks_for(n), kThreads>>>(static_cast<__nv_bfloat16*>(p), n, seed);
+  else
+    fill_random<<<blocks_for(n), kThreads>>>(static_cast<float*>(p), n, seed);
+  MOE_CUDA_LAUNCHED();
+  return p;
+}
+
+double median_ms(const std::function<void()>& run, int reps) {
+  cudaEvent_t start, stop;
+  MOE_CUDA_CHECK(cudaEventCreate(&start));
+  MOE_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<float> ms(size_t(std::max(reps, 1)));
+  run();
+  for (float& t : ms) {
+    MOE_CUDA_CHECK(cudaEventRecord(start));
+    run();
+    MOE_CUDA_CHECK(cudaEventRecord(stop));
+    MOE_CUDA_CHECK(cudaEventSynchronize(stop));
+    MOE_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  return double(ms[ms.size() / 2]);
+}
 
 }  // namespace moe::cuda

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,23 @@ std::string device_name();  // "" when none
 
 void* device_alloc(size_t bytes);
 void device_free(void* p) noexcept;
+// Scratch memory in stream order (cudaMallocAsync / cudaFreeAsync on the device's default pool),
+// for the buffers a kernel call needs only while it runs. The pool keeps freed memory for reuse
+// (release threshold raised at first use): with CUDA's default of 0 it would hand everything back
+// at each synchronization and map it again at the next call.
+void* stream_alloc(size_t bytes, Stream stream);
+void stream_free(void* p, Stream stream) noexcept;
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
 void zero_device(void* p, size_t bytes);  // cudaMemset to 0
 void synchronize();
+
+// For the implementation choices measured at run time (grouped GEMMs, attention kernels):
+// n device values uniform in [-0.5, 0.5) from a hash of (index, seed), fp32 or bf16, in memory the
+// caller releases with device_free (a product of zeros runs faster than real data would); and the
+// median milliseconds of `run` over `reps` runs after one warm-up, timed with CUDA events.
+void* random_device(int64_t n, bool bf16, uint32_t seed);
+double median_ms(const std::function<void()>& run, int reps = 3);
 
 // Device memory for n elements of T, freed by the destructor.
 template <class T>

@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 #include "kernels/elementwise.h"
 
 namespace moe::cuda {
@@ -71,9 +72,9 @@ double sum_squares_many(const float* const* tensors, const int64_t* sizes, int c
   const float** d_tensors = nullptr;
   int64_t* d_sizes = nullptr;
   double* d_partial = nullptr;
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_tensors, sizeof(float*) * count, stream));
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_sizes, sizeof(int64_t) * count, stream));
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_partial, sizeof(double) * kBlocks, stream));
+  d_tensors = static_cast<decltype(d_tensors)>(stream_alloc(sizeof(float*) * count, stream));
+  d_sizes = static_cast<decltype(d_sizes)>(stream_alloc(sizeof(int64_t) * count, stream));
+  d_partial = static_cast<decltype(d_partial)>(stream_alloc(sizeof(double) * kBlocks, stream));
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_tensors, tensors, sizeof(float*) * count, cudaMemcpyHostToDevice, stream));
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_sizes, sizes, sizeof(int64_t) * count, cudaMemcpyHostToDevice, stream));
   sum_squares_kernel<<<kBlocks, kThreads, 0, stream>>>(d_tensors, d_sizes, count, d_partial);
@@ -81,9 +82,9 @@ double sum_squares_many(const float* const* tensors, const int64_t* sizes, int c
   double partial[kBlocks];
   MOE_CUDA_CHECK(cudaMemcpyAsync(partial, d_partial, sizeof(partial), cudaMemcpyDeviceToHost, stream));
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  cudaFreeAsync(d_tensors, stream);
-  cudaFreeAsync(d_sizes, stream);
-  cudaFreeAsync(d_partial, stream);
+  stream_free(d_tensors, stream);
+  stream_free(d_sizes, stream);
+  stream_free(d_partial, stream);
   double s = 0;
   for (double p : partial) s += p;
   return s;

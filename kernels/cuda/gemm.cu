@@ -1,12 +1,15 @@
 // GEMMs on the GPU through cuBLAS (twins of kernels/cpu/gemm.cpp), row-major as kernels/gemm.h:
 // a row-major X is the column-major X^T, so C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T.
 // The expert GEMMs are grouped GEMMs: one cublasGemmGroupedBatchedEx call runs every expert's
-// problem (each its own row count) rather than one launch per expert.
+// problem (each its own row count), or one GEMM per expert where that measures faster
+// (choose_grouped_impl).
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 #include "kernels/gemm.h"
 
 namespace moe::cuda {
@@ -31,18 +34,18 @@ struct PointerArrays {
                 Stream s)
       : stream(s) {
     const size_t n = ha.size();
-    MOE_CUDA_CHECK(cudaMallocAsync(&a, sizeof(void*) * n, s));
-    MOE_CUDA_CHECK(cudaMallocAsync(&b, sizeof(void*) * n, s));
-    MOE_CUDA_CHECK(cudaMallocAsync(&c, sizeof(void*) * n, s));
+    a = static_cast<decltype(a)>(stream_alloc(sizeof(void*) * n, s));
+    b = static_cast<decltype(b)>(stream_alloc(sizeof(void*) * n, s));
+    c = static_cast<decltype(c)>(stream_alloc(sizeof(void*) * n, s));
     MOE_CUDA_CHECK(cudaMemcpyAsync(a, ha.data(), sizeof(void*) * n, cudaMemcpyHostToDevice, s));
     MOE_CUDA_CHECK(cudaMemcpyAsync(b, hb.data(), sizeof(void*) * n, cudaMemcpyHostToDevice, s));
     MOE_CUDA_CHECK(cudaMemcpyAsync(c, hc.data(), sizeof(void*) * n, cudaMemcpyHostToDevice, s));
   }
   ~PointerArrays() {
     cudaStreamSynchronize(stream);  // the host arrays of the call are read asynchronously
-    cudaFreeAsync(a, stream);
-    cudaFreeAsync(b, stream);
-    cudaFreeAsync(c, stream);
+    stream_free(a, stream);
+    stream_free(b, stream);
+    stream_free(c, stream);
   }
 };
 
@@ -64,25 +67,42 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                                 CUBLAS_GEMM_DEFAULT));
 }
 
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
+                          int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, float beta,
+                          void* C, int64_t ldc, int64_t stride_c, int64_t batch, bool in_bf16, bool out_bf16,
+                          Stream stream) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  const cudaDataType_t in = in_bf16 ? CUDA_R_16BF : CUDA_R_32F, out = out_bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  MOE_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle_for(stream), op(trans_b), op(trans_a), int(N), int(M), int(K),
+                                              &alpha, B, in, int(ldb), stride_b, A, in, int(lda), stride_a, &beta, C,
+                                              out, int(ldc), stride_c, int(batch), CUBLAS_COMPUTE_32F,
+                                              CUBLAS_GEMM_DEFAULT));
+}
+
 namespace {
 
 // The problems of one grouped call (column-major view), with operand element types: fp32 or bf16
-// inputs, fp32 output, fp32 accumulation.
+// inputs, fp32 or bf16 output, fp32 accumulation.
 struct GroupedCall {
-  cudaDataType_t in_type;
-  size_t in_bytes;  // bytes per input element
+  cudaDataType_t in_type, out_type;
+  size_t in_bytes, out_bytes;  // bytes per input / output element
   std::vector<cublasOperation_t> ta, tb;
   std::vector<int> m, n, k, la, lb, lc, size;
   std::vector<float> alpha, beta;
   std::vector<const void*> pa, pb;
   std::vector<void*> pc;
 
-  explicit GroupedCall(bool bf16) : in_type(bf16 ? CUDA_R_16BF : CUDA_R_32F), in_bytes(bf16 ? 2 : 4) {}
+  explicit GroupedCall(bool bf16, bool c_bf16 = false)
+      : in_type(bf16 ? CUDA_R_16BF : CUDA_R_32F),
+        out_type(c_bf16 ? CUDA_R_16BF : CUDA_R_32F),
+        in_bytes(bf16 ? 2 : 4),
+        out_bytes(c_bf16 ? 2 : 4) {}
   const void* at(const void* base, int64_t elements) const {
     return static_cast<const char*>(base) + size_t(elements) * in_bytes;
   }
+  void* out_at(void* base, int64_t elements) const { return static_cast<char*>(base) + size_t(elements) * out_bytes; }
   void add(cublasOperation_t opa, cublasOperation_t opb, int64_t M, int64_t N, int64_t K, float al, const void* A,
-           int64_t lda, const void* B, int64_t ldb, float be, float* C, int64_t ldc) {
+           int64_t lda, const void* B, int64_t ldb, float be, void* C, int64_t ldc) {
     ta.push_back(opa), tb.push_back(opb);
     m.push_back(int(M)), n.push_back(int(N)), k.push_back(int(K));
     pa.push_back(A), la.push_back(int(lda));
@@ -90,17 +110,17 @@ struct GroupedCall {
     pc.push_back(C), lc.push_back(int(ldc));
     alpha.push_back(al), beta.push_back(be), size.push_back(1);
   }
-  // One cublasGemmGroupedBatchedEx call; where cuBLAS does not offer that type combination for
-  // grouped calls, one cublasGemmEx per problem instead (same results).
-  void run(Stream stream) {
+  // One cublasGemmGroupedBatchedEx call (kGroupedCall; where cuBLAS does not offer that type
+  // combination for grouped calls, the per-group form instead), or one cublasGemmEx per problem.
+  void run(GroupedImpl impl, Stream stream) {
     if (pa.empty()) return;
     cublasHandle_t h = handle_for(stream);
-    cublasStatus_t st;
-    {
+    cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (impl == GroupedImpl::kGroupedCall) {
       PointerArrays arrays(pa, pb, pc, stream);
       st = cublasGemmGroupedBatchedEx(h, ta.data(), tb.data(), m.data(), n.data(), k.data(), alpha.data(), arrays.a,
                                       in_type, la.data(), arrays.b, in_type, lb.data(), beta.data(), arrays.c,
-                                      CUDA_R_32F, lc.data(), int(pa.size()), size.data(), CUBLAS_COMPUTE_32F);
+                                      out_type, lc.data(), int(pa.size()), size.data(), CUBLAS_COMPUTE_32F);
     }
     if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
       MOE_CUBLAS_CHECK(st);
@@ -108,29 +128,30 @@ struct GroupedCall {
     }
     for (size_t i = 0; i < pa.size(); ++i)
       MOE_CUBLAS_CHECK(cublasGemmEx(h, ta[i], tb[i], m[i], n[i], k[i], &alpha[i], pa[i], in_type, la[i], pb[i], in_type,
-                                    lb[i], &beta[i], pc[i], CUDA_R_32F, lc[i], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                    lb[i], &beta[i], pc[i], out_type, lc[i], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 };
 
 // Row-major C_g = alpha A_g op(B_{g % W}) + beta C_g over row groups (see kernels/gemm.h).
 void grouped_rows(bool bf16, int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K,
                   float alpha, const void* A, int64_t lda, const void* B, int64_t stride_b, int64_t ldb, float beta,
-                  float* C, int64_t ldc, Stream stream) {
-  GroupedCall call(bf16);
+                  void* C, int64_t ldc, bool c_bf16, GroupedImpl impl, Stream stream) {
+  GroupedCall call(bf16, c_bf16);
   for (int64_t g = 0; g < G; ++g) {
     const int64_t rows = offsets[g + 1] - offsets[g];
     if (rows == 0) continue;
     // column-major: C_g^T [N, rows] = op(B_w)^T [N, K] x A_g^T [K, rows]
     call.add(op(trans_b), CUBLAS_OP_N, N, rows, K, alpha, call.at(B, (g % W) * stride_b), ldb,
-             call.at(A, offsets[g] * lda), lda, beta, C + offsets[g] * ldc, ldc);
+             call.at(A, offsets[g] * lda), lda, beta, call.out_at(C, offsets[g] * ldc), ldc);
   }
-  call.run(stream);
+  call.run(impl, stream);
 }
 
 // C_w += sum over g = w (mod W), in increasing g, of A_g^T B_g (see kernels/gemm.h). Groups that
 // add into the same C_w go to different calls (one per block of W), so no call races on an output.
 void grouped_weight_grad(bool bf16, int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const void* A,
-                         int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c, Stream stream) {
+                         int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c, GroupedImpl impl,
+                         Stream stream) {
   for (int64_t r0 = 0; r0 < G; r0 += W) {
     GroupedCall call(bf16);
     for (int64_t g = r0; g < std::min(G, r0 + W); ++g) {
@@ -140,7 +161,7 @@ void grouped_weight_grad(bool bf16, int64_t G, int64_t W, const int64_t* offsets
       call.add(CUBLAS_OP_N, CUBLAS_OP_T, N, M, rows, 1.0f, call.at(B, offsets[g] * ldb), ldb,
                call.at(A, offsets[g] * lda), lda, 1.0f, C + (g % W) * stride_c, N);
     }
-    call.run(stream);
+    call.run(impl, stream);
   }
 }
 
@@ -148,24 +169,54 @@ void grouped_weight_grad(bool bf16, int64_t G, int64_t W, const int64_t* offsets
 
 void gemm_grouped_rows(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const float* B, int64_t stride_b, int64_t ldb, float beta,
-                       float* C, int64_t ldc, Stream stream) {
-  grouped_rows(false, G, W, offsets, trans_b, N, K, alpha, A, lda, B, stride_b, ldb, beta, C, ldc, stream);
+                       float* C, int64_t ldc, GroupedImpl impl, Stream stream) {
+  grouped_rows(false, G, W, offsets, trans_b, N, K, alpha, A, lda, B, stride_b, ldb, beta, C, ldc, false, impl, stream);
 }
 
 void gemm_grouped_weight_grad(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const float* A,
-                              int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c, Stream stream) {
-  grouped_weight_grad(false, G, W, offsets, M, N, A, lda, B, ldb, C, stride_c, stream);
+                              int64_t lda, const float* B, int64_t ldb, float* C, int64_t stride_c, GroupedImpl impl,
+                              Stream stream) {
+  grouped_weight_grad(false, G, W, offsets, M, N, A, lda, B, ldb, C, stride_c, impl, stream);
 }
 
 void gemm_grouped_rows_bf16(int64_t G, int64_t W, const int64_t* offsets, bool trans_b, int64_t N, int64_t K,
                             float alpha, const void* A, int64_t lda, const void* B, int64_t stride_b, int64_t ldb,
-                            float beta, float* C, int64_t ldc, Stream stream) {
-  grouped_rows(true, G, W, offsets, trans_b, N, K, alpha, A, lda, B, stride_b, ldb, beta, C, ldc, stream);
+                            float beta, void* C, int64_t ldc, bool c_is_bf16, GroupedImpl impl, Stream stream) {
+  grouped_rows(true, G, W, offsets, trans_b, N, K, alpha, A, lda, B, stride_b, ldb, beta, C, ldc, c_is_bf16, impl,
+               stream);
 }
 
 void gemm_grouped_weight_grad_bf16(int64_t G, int64_t W, const int64_t* offsets, int64_t M, int64_t N, const void* A,
-                                   int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c, Stream stream) {
-  grouped_weight_grad(true, G, W, offsets, M, N, A, lda, B, ldb, C, stride_c, stream);
+                                   int64_t lda, const void* B, int64_t ldb, float* C, int64_t stride_c,
+                                   GroupedImpl impl, Stream stream) {
+  grouped_weight_grad(true, G, W, offsets, M, N, A, lda, B, ldb, C, stride_c, impl, stream);
+}
+
+GroupedChoice choose_grouped_impl(int64_t G, int64_t rows, int64_t N, int64_t K, bool bf16) {
+  GroupedChoice choice;
+  if (G <= 0 || rows <= 0) return choice;
+  std::vector<int64_t> off(size_t(G + 1));
+  for (int64_t g = 0; g <= G; ++g) off[size_t(g)] = rows * g / G;
+  void *x = random_device(rows * K, bf16, 1), *w = random_device(G * N * K, bf16, 2),
+       *dy = random_device(rows * N, bf16, 3);
+  float* y = static_cast<float*>(device_alloc(sizeof(float) * size_t(rows * N)));
+  float* dw = static_cast<float*>(device_alloc(sizeof(float) * size_t(G * N * K)));
+  zero_device(dw, sizeof(float) * size_t(G * N * K));
+  const double gflop = 2.0 * double(rows) * double(N) * double(K) / 1e9;
+  for (GroupedImpl impl : {GroupedImpl::kGroupedCall, GroupedImpl::kPerGroup}) {
+    const int i = impl == GroupedImpl::kGroupedCall ? 0 : 1;
+    choice.rows_tflops[i] = gflop / median_ms([&] {
+      grouped_rows(bf16, G, G, off.data(), true, N, K, 1.0f, x, K, w, N * K, K, 0.0f, y, N, false, impl, nullptr);
+    });
+    choice.weight_grad_tflops[i] = gflop / median_ms([&] {
+      grouped_weight_grad(bf16, G, G, off.data(), N, K, dy, N, x, K, dw, N * K, impl, nullptr);
+    });
+  }
+  choice.rows = choice.rows_tflops[1] > choice.rows_tflops[0] ? GroupedImpl::kPerGroup : GroupedImpl::kGroupedCall;
+  choice.weight_grad =
+      choice.weight_grad_tflops[1] > choice.weight_grad_tflops[0] ? GroupedImpl::kPerGroup : GroupedImpl::kGroupedCall;
+  for (void* p : {x, w, dy, static_cast<void*>(y), static_cast<void*>(dw)}) device_free(p);
+  return choice;
 }
 
 }  // namespace moe::cuda

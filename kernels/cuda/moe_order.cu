@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 #include "kernels/moe_order.h"
 
 namespace moe::cuda {
@@ -74,8 +75,9 @@ __global__ void unorder_bwd(const float* dy, const float* ye, const int64_t* slo
   float dot = 0;
   if (r >= 0)
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-      dye[r * D + d] = w[c] * dy[t * D + d];
-      dot += dy[t * D + d] * ye[r * D + d];
+      const float g = dy[t * D + d], y = ye[r * D + d];  // read before writing: dye may alias ye
+      dot += g * y;
+      dye[r * D + d] = w[c] * g;
     }
   lane[threadIdx.x] = dot;
   __syncthreads();
@@ -92,10 +94,10 @@ int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int
                   int64_t* offsets, int64_t* slot, int32_t* row_token, Stream stream) {
   const int64_t n = T * k;
   int64_t *d_rank = nullptr, *d_counts = nullptr, *d_offsets = nullptr, *d_kept = nullptr;
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_rank, sizeof(int64_t) * std::max<int64_t>(n, 1), stream));
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_counts, sizeof(int64_t) * E, stream));
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_offsets, sizeof(int64_t) * (E + 1), stream));
-  MOE_CUDA_CHECK(cudaMallocAsync(&d_kept, sizeof(int64_t) * E, stream));
+  d_rank = static_cast<decltype(d_rank)>(stream_alloc(sizeof(int64_t) * std::max<int64_t>(n, 1), stream));
+  d_counts = static_cast<decltype(d_counts)>(stream_alloc(sizeof(int64_t) * E, stream));
+  d_offsets = static_cast<decltype(d_offsets)>(stream_alloc(sizeof(int64_t) * (E + 1), stream));
+  d_kept = static_cast<decltype(d_kept)>(stream_alloc(sizeof(int64_t) * E, stream));
   rank_copies<<<unsigned(E), kThreads, 0, stream>>>(idx, n, d_rank, d_counts);
   MOE_CUDA_LAUNCHED();
   MOE_CUDA_CHECK(cudaMemcpyAsync(counts, d_counts, sizeof(int64_t) * E, cudaMemcpyDeviceToHost, stream));
@@ -113,10 +115,10 @@ int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int
     MOE_CUDA_LAUNCHED();
   }
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));  // `kept` (host) is read by the copy above
-  cudaFreeAsync(d_rank, stream);
-  cudaFreeAsync(d_counts, stream);
-  cudaFreeAsync(d_offsets, stream);
-  cudaFreeAsync(d_kept, stream);
+  stream_free(d_rank, stream);
+  stream_free(d_counts, stream);
+  stream_free(d_offsets, stream);
+  stream_free(d_kept, stream);
   return offsets[E];
 }
 

@@ -14,6 +14,7 @@
 #include "core/profiler.h"
 #include "core/rng.h"
 #include "kernels/cuda/device.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "model/gpu/gpu_transformer.h"
 #include "model/transformer.h"
@@ -28,7 +29,18 @@ namespace {
 double cublas_peak_tflops(bool bf16, int64_t n = 8192) {
   const size_t elems = size_t(n * n), bytes = elems * (bf16 ? 2 : 4);
   void *a = cuda::device_alloc(bytes), *b = cuda::device_alloc(bytes), *c = cuda::device_alloc(bytes);
-  cuda::zero_device(a, bytes), cuda::zero_device(b, bytes);  // finite inputs
+  {  // random inputs: a product of zeros can run faster than real data and inflate the peak
+    CounterRng rng(7, "gpu-bench-peak");
+    std::vector<float> host(elems);
+    for (size_t i = 0; i < elems; ++i) host[i] = float(rng.uniform(i)) - 0.5f;
+    cuda::DeviceArray<float> staged(host);
+    for (void* m : {a, b}) {
+      if (bf16)
+        cuda::to_bf16(staged.data(), m, int64_t(elems));
+      else
+        cuda::copy_to_device(m, host.data(), bytes);
+    }
+  }
   double best = 0;
   for (int rep = 0; rep < 12; ++rep) {
     cuda::synchronize();
@@ -90,6 +102,20 @@ int run(int argc, char** argv) {
     model->optimizer_step(cfg.optim, cfg.optim.lr, t.grad_clip);
   };
   for (int s = 0; s < 2; ++s) step();
+  if (bf16) {
+    const cuda::AttentionChoice& ac = model->attention_choice();
+    std::printf("attention (forward + backward of one layer), measured at the first step: blocked %.2f ms, fused "
+                "%.2f ms -> %s\n",
+                ac.blocked_ms, ac.fused_ms, ac.kernel == cuda::AttentionKernel::kFused ? "fused" : "blocked");
+  }
+  if (cfg.model.moe.num_experts > 0) {
+    const cuda::GroupedChoice& gc = model->grouped_choice();
+    auto name = [](cuda::GroupedImpl i) { return i == cuda::GroupedImpl::kPerGroup ? "one GEMM per expert" : "grouped call"; };
+    std::printf("expert GEMMs, measured at the first step: x W^T grouped call %.0f, one GEMM per expert %.0f TFLOP/s "
+                "-> %s; weight gradient %.0f / %.0f TFLOP/s -> %s\n",
+                gc.rows_tflops[0], gc.rows_tflops[1], name(gc.rows), gc.weight_grad_tflops[0], gc.weight_grad_tflops[1],
+                name(gc.weight_grad));
+  }
   std::vector<double> ms;
   for (int s = 0; s < t.steps; ++s) {
     const double t0 = now_ms();
@@ -103,6 +129,18 @@ int run(int argc, char** argv) {
               *std::min_element(ms.begin(), ms.end()));
   std::printf("tokens/s: %.1f\nachieved: %.1f TFLOP/s\nMFU: %.1f%% of the measured cuBLAS %s peak\n", tps,
               flops_per_token * tps / 1e12, 100.0 * flops_per_token * tps / (peak * 1e12), bf16 ? "bf16" : "fp32");
+  // Where a step's time goes: one more step with every phase waiting for the device at both ends.
+  Profiler::instance().take();
+  model->set_phase_timing(true);
+  const double t0 = now_ms();
+  step();
+  const double synced = now_ms() - t0;
+  model->set_phase_timing(false);
+  auto phases = Profiler::instance().take();
+  std::sort(phases.begin(), phases.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::printf("phases of one step with the device synchronized around each phase (%.1f ms):\n", synced);
+  for (const auto& [name, phase_ms] : phases)
+    std::printf("  %-16s %9.2f ms %5.1f%%\n", name.c_str(), phase_ms, 100.0 * phase_ms / synced);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -79,6 +80,9 @@ TEST(CudaKernels, SwiGluRopeEmbeddingRmsNorm) {
   expect_close(down(h), hc, 1e-5, 1e-6, "swiglu forward");
   expect_close(down(dgo), dgc, 1e-5, 1e-6, "swiglu backward dg");
   expect_close(down(duo), duc, 1e-5, 1e-6, "swiglu backward du");
+  cuda::swiglu_backward(dg.data(), du.data(), ddh.data(), dg.data(), du.data(), n);  // in place, as the model calls it
+  expect_close(down(dg), dgc, 1e-5, 1e-6, "swiglu backward dg in place");
+  expect_close(down(du), duc, 1e-5, 1e-6, "swiglu backward du in place");
 
   DeviceArray<float> x(g);
   cuda::rope_forward(x.data(), B, S, H, hd, 10000.0);
@@ -197,6 +201,10 @@ TEST(CudaKernels, OrderGatherUnorderWithAndWithoutCapacity) {
     expect_close(down(gy), y, 1e-5, 1e-6, "unorder forward");
     expect_close(down(gdye), dye, 1e-6, 1e-7, "unorder backward dye");
     expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw");
+    // in place (dye over ye), as the model calls it
+    cuda::moe_unorder_backward(ddy.data(), dye_in.data(), dslot.data(), dwts.data(), T, k, D, dye_in.data(), gdw.data());
+    expect_close(down(dye_in), dye, 1e-6, 1e-7, "unorder backward dye in place");
+    expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw in place");
   }
 }
 
@@ -277,30 +285,68 @@ struct AttnShape {
 };
 class CudaAttention : public ::testing::TestWithParam<AttnShape> {};
 
-TEST_P(CudaAttention, FlashForwardAndBackwardMatchTheCpu) {
+// ||got - want|| / ||want||
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = double(got[i]) - double(want[i]);
+    num += d * d, den += double(want[i]) * want[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+TEST_P(CudaAttention, BlockedAndFusedMatchTheCpu) {
   REQUIRE_GPU();
   const AttnShape s = GetParam();
-  const int64_t nq = s.B * s.S * s.H * s.hd, nkv = s.B * s.S * s.Hkv * s.hd;
+  const int64_t nq = s.B * s.S * s.H * s.hd, nkv = s.B * s.S * s.Hkv * s.hd, nl = s.B * s.H * s.S;
   auto q = random_vector(nq, 70), k = random_vector(nkv, 71), v = random_vector(nkv, 72), dout = random_vector(nq, 73);
-  std::vector<float> out(nq), lse(s.B * s.H * s.S), dq(nq), dk(nkv), dv(nkv);
+  std::vector<float> out(nq), lse(nl), dq(nq), dk(nkv), dv(nkv);
   attention_forward(q.data(), k.data(), v.data(), out.data(), lse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
   attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(), dk.data(), dv.data(),
                      s.B, s.S, s.H, s.Hkv, s.hd);
-  DeviceArray<float> gq(q), gk(k), gv(v), gdout(dout), gout{size_t(nq)}, glse{size_t(s.B * s.H * s.S)},
-      gdq{size_t(nq)}, gdk{size_t(nkv)}, gdv{size_t(nkv)};
-  cuda::attention_forward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), s.B, s.S, s.H, s.Hkv, s.hd);
-  cuda::attention_backward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), gdout.data(), gdq.data(),
-                           gdk.data(), gdv.data(), s.B, s.S, s.H, s.Hkv, s.hd);
-  expect_close(down(gout), out, 1e-4, 1e-5, "attention out");
-  expect_close(down(glse), lse, 1e-5, 1e-5, "attention lse");
-  expect_close(down(gdq), dq, 1e-3, 1e-4, "attention dq");
-  expect_close(down(gdk), dk, 1e-3, 1e-4, "attention dk");
-  expect_close(down(gdv), dv, 1e-3, 1e-4, "attention dv");
+  const float nan = std::numeric_limits<float>::quiet_NaN();  // every output element must be written
+  const bool fused_fits = s.hd == 32 || s.hd == 64 || s.hd == 128;
+  for (int mode = 0; mode < 3; ++mode) {  // fp32 blocked, bf16 blocked, bf16 fused (where it takes the head dim)
+    const bool bf16 = mode > 0;
+    const auto kernel = mode == 2 ? cuda::AttentionKernel::kFused : cuda::AttentionKernel::kBlocked;
+    if (mode == 2 && !fused_fits) {
+      DeviceArray<float> gq(q);
+      EXPECT_NE(test::error_of([&] {
+                  cuda::attention_forward(gq.data(), gq.data(), gq.data(), gq.data(), gq.data(), s.B, s.S, s.H,
+                                          s.Hkv, s.hd, true, kernel);
+                }).find("head_dim"),
+                std::string::npos);
+      continue;
+    }
+    SCOPED_TRACE(mode == 2 ? "fused" : "blocked");
+    DeviceArray<float> gq(q), gk(k), gv(v), gdout(dout), gout(std::vector<float>(nq, nan)),
+        glse(std::vector<float>(nl, nan)), gdq(std::vector<float>(nq, nan)), gdk(std::vector<float>(nkv, nan)),
+        gdv(std::vector<float>(nkv, nan));
+    cuda::attention_forward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), s.B, s.S, s.H, s.Hkv, s.hd,
+                            bf16, kernel);
+    cuda::attention_backward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), gdout.data(), gdq.data(),
+                             gdk.data(), gdv.data(), s.B, s.S, s.H, s.Hkv, s.hd, bf16, kernel);
+    if (!bf16) {
+      expect_close(down(gout), out, 1e-4, 1e-5, "attention out");
+      expect_close(down(glse), lse, 1e-5, 1e-5, "attention lse");
+      expect_close(down(gdq), dq, 1e-3, 1e-4, "attention dq");
+      expect_close(down(gdk), dk, 1e-3, 1e-4, "attention dk");
+      expect_close(down(gdv), dv, 1e-3, 1e-4, "attention dv");
+      continue;
+    }
+    // bf16 operands: relative errors of bf16 rounding (under 1e-2), never NaN
+    const std::pair<const char*, double> errors[] = {
+        {"out", relative_error(down(gout), out)}, {"lse", relative_error(down(glse), lse)},
+        {"dq", relative_error(down(gdq), dq)},    {"dk", relative_error(down(gdk), dk)},
+        {"dv", relative_error(down(gdv), dv)}};
+    for (const auto& [what, err] : errors) EXPECT_LT(err, 1e-2) << "bf16 attention " << what;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
                          ::testing::Values(AttnShape{2, 100, 4, 4, 32}, AttnShape{1, 129, 8, 2, 64},
-                                           AttnShape{1, 64, 2, 1, 128}),
+                                           AttnShape{1, 64, 2, 1, 128}, AttnShape{2, 600, 4, 2, 64},
+                                           AttnShape{3, 8, 4, 2, 4}),
                          [](const auto& info) {
                            const AttnShape& a = info.param;
                            return "B" + std::to_string(a.B) + "_S" + std::to_string(a.S) + "_H" + std::to_string(a.H) +
@@ -327,12 +373,15 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
   std::vector<float> C(rows * N), dWc(W * N * K, 0.1f);
   gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, A.data(), K, Bw.data(), N * K, K, 0.0f, C.data(), N);
   gemm_grouped_weight_grad(G, W, offsets.data(), N, K, dY.data(), N, A.data(), K, dWc.data(), N * K);
-  DeviceArray<float> dA(A), dB(Bw), dC{size_t(rows * N)}, ddY(dY), ddW(std::vector<float>(W * N * K, 0.1f));
-  cuda::gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, dA.data(), K, dB.data(), N * K, K, 0.0f, dC.data(),
-                          N);
-  cuda::gemm_grouped_weight_grad(G, W, offsets.data(), N, K, ddY.data(), N, dA.data(), K, ddW.data(), N * K);
-  expect_close(down(dC), C, 1e-4, 1e-5, "gemm_grouped_rows");
-  expect_close(down(ddW), dWc, 1e-4, 1e-5, "gemm_grouped_weight_grad");
+  const cuda::GroupedImpl impls[] = {cuda::GroupedImpl::kGroupedCall, cuda::GroupedImpl::kPerGroup};
+  for (cuda::GroupedImpl impl : impls) {
+    DeviceArray<float> dA(A), dB(Bw), dC{size_t(rows * N)}, ddY(dY), ddW(std::vector<float>(W * N * K, 0.1f));
+    cuda::gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, dA.data(), K, dB.data(), N * K, K, 0.0f,
+                            dC.data(), N, impl);
+    cuda::gemm_grouped_weight_grad(G, W, offsets.data(), N, K, ddY.data(), N, dA.data(), K, ddW.data(), N * K, impl);
+    expect_close(down(dC), C, 1e-4, 1e-5, "gemm_grouped_rows");
+    expect_close(down(ddW), dWc, 1e-4, 1e-5, "gemm_grouped_weight_grad");
+  }
 
   // bf16: inputs rounded to bf16 on the host, the product compared with the fp32 product of the
   // rounded inputs (fp32 accumulation on both sides)
@@ -376,13 +425,43 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
   std::vector<float> Cg(rows * N), dWg(W * N * K, 0.0f);
   gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, Agr.data(), K, Bgr.data(), N * K, K, 0.0f, Cg.data(), N);
   gemm_grouped_weight_grad(G, W, offsets.data(), N, K, dYgr.data(), N, Agr.data(), K, dWg.data(), N * K);
-  DeviceArray<uint16_t> dAg(Ag16), dBg(Bg16), ddYg(dYg16);
-  DeviceArray<float> dCg{size_t(rows * N)}, ddWg(std::vector<float>(W * N * K, 0.0f));
-  cuda::gemm_grouped_rows_bf16(G, W, offsets.data(), true, N, K, 1.0f, dAg.data(), K, dBg.data(), N * K, K, 0.0f,
-                               dCg.data(), N);
-  cuda::gemm_grouped_weight_grad_bf16(G, W, offsets.data(), N, K, ddYg.data(), N, dAg.data(), K, ddWg.data(), N * K);
-  expect_close(down(dCg), Cg, 1e-3, 1e-3, "gemm_grouped_rows_bf16");
-  expect_close(down(ddWg), dWg, 1e-3, 1e-3, "gemm_grouped_weight_grad_bf16");
+  for (cuda::GroupedImpl impl : impls) {
+    DeviceArray<uint16_t> dAg(Ag16), dBg(Bg16), ddYg(dYg16);
+    DeviceArray<float> dCg{size_t(rows * N)}, ddWg(std::vector<float>(W * N * K, 0.0f));
+    cuda::gemm_grouped_rows_bf16(G, W, offsets.data(), true, N, K, 1.0f, dAg.data(), K, dBg.data(), N * K, K, 0.0f,
+                                 dCg.data(), N, false, impl);
+    cuda::gemm_grouped_weight_grad_bf16(G, W, offsets.data(), N, K, ddYg.data(), N, dAg.data(), K, ddWg.data(), N * K,
+                                        impl);
+    expect_close(down(dCg), Cg, 1e-3, 1e-3, "gemm_grouped_rows_bf16");
+    expect_close(down(ddWg), dWg, 1e-3, 1e-3, "gemm_grouped_weight_grad_bf16");
+  }
+  {  // bf16 output (the experts' activations in bf16 training): the same values rounded to bf16
+    DeviceArray<uint16_t> dAg(Ag16), dBg(Bg16), dC16{size_t(rows * N)};
+    cuda::gemm_grouped_rows_bf16(G, W, offsets.data(), true, N, K, 1.0f, dAg.data(), K, dBg.data(), N * K, K, 0.0f,
+                                 dC16.data(), N, true);
+    expect_close(from_bf16(dC16.download()), Cg, 8e-3, 1e-3, "gemm_grouped_rows_bf16 with bf16 output");
+  }
+  {  // SwiGLU on bf16 activations against the CPU on the same (rounded) values, forward and in place backward
+    auto g = random_vector(rows * N, 91), u = random_vector(rows * N, 92), dh = random_vector(rows * N, 93);
+    auto g16 = to_bf16(g), u16 = to_bf16(u), dh16 = to_bf16(dh);
+    auto gr = from_bf16(g16), ur = from_bf16(u16), dhr = from_bf16(dh16);
+    std::vector<float> h(gr.size()), dg(gr.size()), du(gr.size());
+    swiglu_forward(gr.data(), ur.data(), h.data(), int64_t(gr.size()));
+    swiglu_backward(gr.data(), ur.data(), dhr.data(), dg.data(), du.data(), int64_t(gr.size()));
+    DeviceArray<uint16_t> dg16(g16), du16(u16), ddh16(dh16), dh16out{g16.size()};
+    cuda::swiglu_forward_bf16(dg16.data(), du16.data(), dh16out.data(), int64_t(g16.size()));
+    cuda::swiglu_backward_bf16(dg16.data(), du16.data(), ddh16.data(), dg16.data(), du16.data(), int64_t(g16.size()));
+    expect_close(from_bf16(dh16out.download()), h, 8e-3, 1e-4, "swiglu_forward_bf16");
+    expect_close(from_bf16(dg16.download()), dg, 8e-3, 1e-4, "swiglu_backward_bf16 dg");
+    expect_close(from_bf16(du16.download()), du, 8e-3, 1e-4, "swiglu_backward_bf16 du");
+  }
+  // the tuner measures both forms and names the faster
+  const cuda::GroupedChoice choice = cuda::choose_grouped_impl(4, 512, 256, 128, true);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_GT(choice.rows_tflops[i], 0.0);
+    EXPECT_GT(choice.weight_grad_tflops[i], 0.0);
+  }
+  EXPECT_EQ(choice.rows == cuda::GroupedImpl::kPerGroup, choice.rows_tflops[1] > choice.rows_tflops[0]);
 }
 
 }  // namespace

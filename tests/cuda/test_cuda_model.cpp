@@ -21,6 +21,7 @@ namespace {
 std::vector<test::ModelVariant> gpu_variants() {
   return {
       {"softmax_top2_micro", {}},
+      {"one_layer", {"model.n_layers=1"}},
       {"dense_only", {"model.moe.num_experts=0"}},
       {"sigmoid_top3_shared_zloss",
        {"model.moe.score=sigmoid", "model.moe.norm_topk=false", "model.moe.top_k=3", "model.moe.num_experts=6",
@@ -34,6 +35,22 @@ std::vector<test::ModelVariant> gpu_variants() {
   };
 }
 
+// Every element within 1e-4 of the reference's largest magnitude; one failure per tensor, naming
+// the worst element, so that a run shows every tensor that is off.
+void expect_tensor_close(const Tensor& got, const Tensor& want, const std::string& what) {
+  double scale = 0, worst = 0;
+  int64_t bad = 0, at = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, double(std::fabs(want.data()[i])));
+  const double tol = 1e-4 * scale + 1e-7;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double d = std::fabs(double(got.data()[i]) - double(want.data()[i]));
+    if (!(d <= tol)) ++bad;
+    if (!(d <= worst)) worst = d, at = i;
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << want.numel() << " elements off; worst at " << at << ": "
+                    << got.data()[at] << " vs " << want.data()[at] << " (largest magnitude " << scale << ")";
+}
+
 class CudaModel : public ::testing::TestWithParam<test::ModelVariant> {};
 
 TEST_P(CudaModel, OneStepMatchesTheCpuModel) {
@@ -45,24 +62,21 @@ TEST_P(CudaModel, OneStepMatchesTheCpuModel) {
   cpu.params().initialize(11);
   gpu::GpuTransformer gpu(cfg.model, cpu.params());
   const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
-  for (int m = 0; m < 2; ++m) {
+  Transformer from_gpu(cfg.model, comm.get());
+  for (int m = 0; m < 2; ++m) {  // gradients accumulate over the two micro-batches
     std::vector<int32_t> tokens, targets;
     test::random_tokens(v.name, 5, m, B * S, cfg.model.vocab_size, tokens, targets);
     MicroBatchLoss want = cpu.forward_backward(tokens.data(), targets.data(), B, S, true, 0.5f);
     MicroBatchLoss got = gpu.forward_backward(tokens.data(), targets.data(), B, S, 0.5f);
     EXPECT_NEAR(got.ce, want.ce, 1e-5 * std::fabs(want.ce)) << "micro-batch " << m;
     EXPECT_NEAR(got.aux, want.aux, 1e-5 * std::fabs(want.aux) + 1e-8) << "micro-batch " << m;
-  }
-  // every parameter's gradient, downloaded into a second store of the same shapes
-  Transformer from_gpu(cfg.model, comm.get());
-  gpu.download_grads(from_gpu.params());
-  for (Param* p : cpu.params().params()) {
-    Param* q = from_gpu.params().find(p->name);
-    ASSERT_NE(q, nullptr) << p->name;
-    double scale = 0;
-    for (int64_t i = 0; i < p->grad.numel(); ++i) scale = std::max(scale, double(std::fabs(p->grad.data()[i])));
-    for (int64_t i = 0; i < p->grad.numel(); ++i)
-      ASSERT_NEAR(q->grad.data()[i], p->grad.data()[i], 1e-4 * scale + 1e-7) << p->name << " element " << i;
+    // every parameter's gradient, downloaded into a second store of the same shapes
+    gpu.download_grads(from_gpu.params());
+    for (Param* p : cpu.params().params()) {
+      Param* q = from_gpu.params().find(p->name);
+      ASSERT_NE(q, nullptr) << p->name;
+      expect_tensor_close(q->grad, p->grad, p->name + " gradient after micro-batch " + std::to_string(m));
+    }
   }
 }
 
@@ -105,8 +119,10 @@ TEST(CudaModel, ThreeTrainingStepsTrackTheCpu) {
   }
 }
 
-// train.precision: bf16 (bf16 GEMM inputs, fp32 accumulation, master weights and losses) tracks
-// fp32 training over several optimizer steps from the same initial weights and data.
+// train.precision: bf16 (bf16 matmul operands and expert activations, fp32 accumulation, master
+// weights and losses) against fp32 from the same weights and data: the first gradients agree to
+// bf16 precision, and training on one batch lowers both losses alike (their trajectories drift
+// apart slowly, as any two precisions do, so the later steps get a looser bound).
 TEST(CudaModel, Bf16TrainingTracksFp32) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
   Config cfg = test::variant_config({"bf16", {"model.moe.num_shared_experts=1", "model.d_model=32",
@@ -124,14 +140,29 @@ TEST(CudaModel, Bf16TrainingTracksFp32) {
     bf16.zero_grad();
     MicroBatchLoss a = fp32.forward_backward(tokens.data(), targets.data(), B, S, 1.0f);
     MicroBatchLoss b = bf16.forward_backward(tokens.data(), targets.data(), B, S, 1.0f);
+    if (step == 0) {  // same weights: the gradients differ by bf16 rounding only
+      Transformer g32(cfg.model, comm.get()), g16(cfg.model, comm.get());
+      fp32.download_grads(g32.params());
+      bf16.download_grads(g16.params());
+      double diff = 0, norm = 0;
+      for (Param* p : g32.params().params()) {
+        const Param* q = g16.params().find(p->name);
+        for (int64_t i = 0; i < p->grad.numel(); ++i) {
+          const double d = double(q->grad.data()[i]) - p->grad.data()[i];
+          diff += d * d, norm += double(p->grad.data()[i]) * p->grad.data()[i];
+        }
+      }
+      EXPECT_LT(std::sqrt(diff / norm), 3e-2) << "relative difference of all first-step gradients";
+      EXPECT_NEAR(b.ce, a.ce, 0.01 * a.ce);
+    }
     fp32.optimizer_step(cfg.optim, 3e-3, 1.0);
     bf16.optimizer_step(cfg.optim, 3e-3, 1.0);
-    EXPECT_NEAR(b.ce, a.ce, 0.02 * a.ce) << "step " << step + 1;
+    EXPECT_NEAR(b.ce, a.ce, 0.15 * a.ce) << "step " << step + 1;
     if (step == 0) first = a.ce;
     last32 = a.ce, last16 = b.ce;
   }
-  EXPECT_LT(last32, first);
-  EXPECT_LT(last16, first);
+  EXPECT_LT(last32, 0.5 * first);
+  EXPECT_LT(last16, 0.5 * first);
 }
 
 TEST(CudaModel, RefusesWhatTheGpuPathDoesNotDoYet) {

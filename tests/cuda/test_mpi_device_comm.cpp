@@ -3,10 +3,17 @@
 // each rank has a GPU of its own. Skipped (on every rank alike) where no CUDA device can be used.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.h"
 #include "kernels/cuda/device.h"
+#include "model/gpu/gpu_transformer.h"
+#include "model/transformer.h"
+#include "model_variants.h"
 #include "parallel/communicator.h"
 #include "parallel/gpu/device_communicators.h"
+#include "test_util.h"
 
 namespace moe {
 namespace {
@@ -69,6 +76,42 @@ TEST(DeviceCommunicators, HostStagedCollectivesOnDeviceBuffers) {
   check_collectives(*staged);
   auto half = staged->split(0, staged->rank());  // a split keeps the device semantics
   check_collectives(*half);
+}
+
+// Data parallelism with the ranks sharing one GPU through the host-staged communicator: each rank
+// runs the GPU model on its own micro-batch and the all-reduced gradients equal those of one rank
+// (computed on each rank alone, without communication) that runs every rank's micro-batch.
+TEST(DeviceCommunicators, DataParallelRanksSharingOneGpuMatchOneRank) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  auto world = make_mpi_world_communicator();
+  auto staged = make_host_staged_communicator(*world);
+  const int r = staged->rank(), n = staged->size();
+  Config cfg = test::variant_config({"dp_gpu", {"model.moe.num_shared_experts=1"}});
+  auto local = make_local_communicator();
+  Transformer host(cfg.model, local.get());
+  host.params().initialize(41);
+  const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
+  const float scale = 1.0f / float(n);
+  gpu::GpuTransformer one(cfg.model, host.params()), mine(cfg.model, host.params());
+  for (int q = 0; q < n; ++q) {  // one rank: every micro-batch
+    std::vector<int32_t> tokens, targets;
+    test::random_tokens("dp_gpu", 3, q, B * S, cfg.model.vocab_size, tokens, targets);
+    one.forward_backward(tokens.data(), targets.data(), B, S, scale);
+    if (q == r) mine.forward_backward(tokens.data(), targets.data(), B, S, scale);  // this rank's share
+  }
+  mine.all_reduce_grads(*staged);
+  Transformer want(cfg.model, local.get()), got(cfg.model, local.get());
+  one.download_grads(want.params());
+  mine.download_grads(got.params());
+  for (Param* p : want.params().params()) {
+    const Param* q = got.params().find(p->name);
+    double scale_max = 0;
+    for (int64_t i = 0; i < p->grad.numel(); ++i) scale_max = std::max(scale_max, double(std::fabs(p->grad.data()[i])));
+    int64_t bad = 0;
+    for (int64_t i = 0; i < p->grad.numel(); ++i)
+      if (!(std::fabs(double(q->grad.data()[i]) - p->grad.data()[i]) <= 1e-5 * scale_max + 1e-8)) ++bad;
+    EXPECT_EQ(bad, 0) << p->name << " on rank " << r;
+  }
 }
 
 TEST(DeviceCommunicators, NcclCollectivesWithOneGpuPerRank) {

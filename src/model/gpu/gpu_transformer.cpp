@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/profiler.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
@@ -39,6 +40,22 @@ struct FfnActs {
   }
 };
 
+// A profiler phase (core/profiler.h) that, with phase timing on, waits for the device at both ends
+// so that its wall time is the GPU time of the work launched inside it.
+class GpuPhase {
+ public:
+  GpuPhase(const char* name, bool sync) : sync_(wait_if(sync)), scope_(name) {}
+  ~GpuPhase() { wait_if(sync_); }  // before scope_ closes
+
+ private:
+  static bool wait_if(bool sync) {
+    if (sync) cuda::synchronize();
+    return sync;
+  }
+  bool sync_;
+  ScopedPhase scope_;
+};
+
 }  // namespace
 
 struct GpuTransformer::Block {
@@ -50,6 +67,7 @@ struct GpuTransformer::Block {
   FfnActs dense, shared, experts;
   // MoE state (MoeLayer): router outputs, order, expert rows
   DeviceArray<float> logits, scores, probs, rlse, weights, dweights, dlogits, dprobs, dlse, xs, ye, shared_out;
+  DeviceArray<uint16_t> xs16, g16, u16, h16;  // bf16 mode: the experts' rows and activations in bf16
   DeviceArray<int32_t> idx, row_token;
   DeviceArray<int64_t> slot;
   std::vector<int64_t> offsets;
@@ -57,8 +75,10 @@ struct GpuTransformer::Block {
   bool has_dprobs = false, has_dlse = false;
 };
 
-// The weights whose matmuls run in bf16 in bf16 mode (the router, embedding and LM head stay fp32).
-static bool bf16_matmul_weight(const std::string& name) {
+// The weights whose matmuls run in bf16 in bf16 mode: the LM head's (the embedding table when tied)
+// too; the router and the embedding lookup stay fp32.
+static bool bf16_matmul_weight(const std::string& name, bool tied) {
+  if (name == (tied ? "embed/weight" : "lm_head/weight")) return true;
   for (const char* tail : {"/attn/wq", "/attn/wk", "/attn/wv", "/attn/wo", "/ffn/w1", "/ffn/w3", "/ffn/w2",
                            "/experts/w1", "/experts/w3", "/experts/w2", "/shared/w1", "/shared/w3", "/shared/w2"}) {
     const std::string t(tail);
@@ -82,7 +102,7 @@ GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf
     d.m.zero();
     d.v.zero();
     cuda::copy_to_device(d.value.data(), p->value.data(), sizeof(float) * p->value.numel());
-    if (bf16_ && bf16_matmul_weight(p->name)) {
+    if (bf16_ && bf16_matmul_weight(p->name, cfg.tie_embeddings)) {
       d.bf16 = DeviceArray<uint16_t>(size_t(p->value.numel()));
       cuda::to_bf16(d.value.data(), d.bf16.data(), p->value.numel());
     }
@@ -153,24 +173,45 @@ void GpuTransformer::linear_dw(const float* dy, int64_t T, int64_t out, const fl
 
 void GpuTransformer::grouped_fwd(const int64_t* off, const float* x, int64_t in, const std::string& W, int64_t out,
                                  float* y) {
-  if (!bf16_) return cuda::gemm_grouped_rows(E_, E_, off, true, out, in, 1.0f, x, in, w(W), out * in, in, 0.0f, y, out);
+  if (!bf16_)
+    return cuda::gemm_grouped_rows(E_, E_, off, true, out, in, 1.0f, x, in, w(W), out * in, in, 0.0f, y, out,
+                                   grouped_.rows);
   cuda::gemm_grouped_rows_bf16(E_, E_, off, true, out, in, 1.0f, rounded(x, off[E_] * in, bf16_a_), in, wb(W),
-                               out * in, in, 0.0f, y, out);
+                               out * in, in, 0.0f, y, out, false, grouped_.rows);
 }
 
 void GpuTransformer::grouped_dx(const int64_t* off, const float* dy, int64_t out, const std::string& W, int64_t in,
                                 float beta, float* dx) {
   if (!bf16_)
-    return cuda::gemm_grouped_rows(E_, E_, off, false, in, out, 1.0f, dy, out, w(W), out * in, in, beta, dx, in);
+    return cuda::gemm_grouped_rows(E_, E_, off, false, in, out, 1.0f, dy, out, w(W), out * in, in, beta, dx, in,
+                                   grouped_.rows);
   cuda::gemm_grouped_rows_bf16(E_, E_, off, false, in, out, 1.0f, rounded(dy, off[E_] * out, bf16_a_), out, wb(W),
-                               out * in, in, beta, dx, in);
+                               out * in, in, beta, dx, in, false, grouped_.rows);
 }
 
 void GpuTransformer::grouped_dw(const int64_t* off, const float* dy, int64_t out, const float* x, int64_t in,
                                 const std::string& W) {
-  if (!bf16_) return cuda::gemm_grouped_weight_grad(E_, E_, off, out, in, dy, out, x, in, g(W), out * in);
+  if (!bf16_)
+    return cuda::gemm_grouped_weight_grad(E_, E_, off, out, in, dy, out, x, in, g(W), out * in, grouped_.weight_grad);
   cuda::gemm_grouped_weight_grad_bf16(E_, E_, off, out, in, rounded(dy, off[E_] * out, bf16_a_), out,
-                                      rounded(x, off[E_] * in, bf16_b_), in, g(W), out * in);
+                                      rounded(x, off[E_] * in, bf16_b_), in, g(W), out * in, grouped_.weight_grad);
+}
+
+void GpuTransformer::experts_fwd_bf16(const int64_t* off, const void* x16, int64_t in, const std::string& W,
+                                      int64_t out, void* y, bool y_bf16) {
+  cuda::gemm_grouped_rows_bf16(E_, E_, off, true, out, in, 1.0f, x16, in, wb(W), out * in, in, 0.0f, y, out, y_bf16,
+                               grouped_.rows);
+}
+
+void GpuTransformer::experts_dx_bf16(const int64_t* off, const void* dy16, int64_t out, const std::string& W,
+                                     int64_t in, float beta, void* dx, bool dx_bf16) {
+  cuda::gemm_grouped_rows_bf16(E_, E_, off, false, in, out, 1.0f, dy16, out, wb(W), out * in, in, beta, dx, in, dx_bf16,
+                               grouped_.rows);
+}
+
+void GpuTransformer::experts_dw_bf16(const int64_t* off, const void* dy16, int64_t out, const void* x16, int64_t in,
+                                     const std::string& W) {
+  cuda::gemm_grouped_weight_grad_bf16(E_, E_, off, out, in, dy16, out, x16, in, g(W), out * in, grouped_.weight_grad);
 }
 
 // SwiGluLayer::forward: y = (silu(x W1^T) * (x W3^T)) W2^T, x: [T, D], W1, W3: [F, D], W2: [D, F].
@@ -199,6 +240,7 @@ void GpuTransformer::zero_grad() {
 }
 
 double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double grad_clip) {
+  GpuPhase phase("optimizer", phase_timing_);
   std::vector<const float*> grads;
   std::vector<int64_t> sizes;
   std::vector<cuda::AdamWTensor> tensors;
@@ -217,6 +259,11 @@ double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double gr
   cuda::adamw_update_many(tensors.data(), int(tensors.size()), float(lr), float(o.beta1), float(o.beta2),
                           float(o.eps), bc1, bc2, float(coef));
   return norm;
+}
+
+void GpuTransformer::all_reduce_grads(Communicator& comm) {
+  GpuPhase phase("grad_allreduce", phase_timing_);
+  for (auto& [name, p] : params_) comm.all_reduce_sum(p.grad.data(), int64_t(p.grad.size()));
 }
 
 void GpuTransformer::download_values(ParamStore& host) const {
@@ -246,6 +293,14 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
   for (int64_t t = 0; t < T; ++t)
     MOE_CHECK(tokens[t] >= 0 && tokens[t] < V && targets[t] >= 0 && targets[t] < V,
               "token id out of range [0, " << V << ") at position " << t);
+  if (E > 0 && !grouped_chosen_) {  // the faster way to run the experts' GEMMs at these shapes
+    grouped_ = cuda::choose_grouped_impl(E, T * K, Fe, D, bf16_);
+    grouped_chosen_ = true;
+  }
+  if (bf16_ && !attention_chosen_) {  // the faster attention kernels at these shapes
+    attention_ = cuda::choose_attention_kernel(B, S, H, Hkv, hd);
+    attention_chosen_ = true;
+  }
   tokens_ = DeviceArray<int32_t>(std::vector<int32_t>(tokens, tokens + T));
   targets_ = DeviceArray<int32_t>(std::vector<int32_t>(targets, targets + T));
   acts_.resize(L + 1);
@@ -253,7 +308,10 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
   MicroBatchLoss loss;
 
   // ---- forward (Transformer::forward_backward, TransformerBlock::forward) ----
-  cuda::embedding_forward(tokens_.data(), w("embed/weight"), acts_[0].data(), T, D);
+  {
+    GpuPhase phase("embedding_fwd", phase_timing_);
+    cuda::embedding_forward(tokens_.data(), w("embed/weight"), acts_[0].data(), T, D);
+  }
   for (int64_t l = 0; l < L; ++l) {
     Block& b = *blocks_[l];
     const std::string& p = b.prefix;
@@ -268,76 +326,109 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     ensure(b.o, T * dq);
     ensure(b.lse, B * H * S);
     // attention (AttentionLayer::forward)
-    cuda::rms_norm_forward(b.x, w(p + "/attn_norm/weight"), b.a1.data(), b.rstd1.data(), T, D, eps);
-    linear_fwd(b.a1.data(), T, D, p + "/attn/wq", dq, b.q.data());
-    linear_fwd(b.a1.data(), T, D, p + "/attn/wk", dkv, b.k.data());
-    linear_fwd(b.a1.data(), T, D, p + "/attn/wv", dkv, b.v.data());
-    cuda::rope_forward(b.q.data(), B, S, H, hd, cfg_.rope_theta);
-    cuda::rope_forward(b.k.data(), B, S, Hkv, hd, cfg_.rope_theta);
-    cuda::attention_forward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), B, S, H, Hkv, hd);
-    linear_fwd(b.o.data(), T, dq, p + "/attn/wo", D, b.tmp.data());
-    cuda::add(b.x, b.tmp.data(), b.mid.data(), T * D);
-    cuda::rms_norm_forward(b.mid.data(), w(p + "/ffn_norm/weight"), b.a2.data(), b.rstd2.data(), T, D, eps);
+    {
+      GpuPhase phase("norm_fwd", phase_timing_);
+      cuda::rms_norm_forward(b.x, w(p + "/attn_norm/weight"), b.a1.data(), b.rstd1.data(), T, D, eps);
+    }
+    {
+      GpuPhase phase("attention_fwd", phase_timing_);
+      linear_fwd(b.a1.data(), T, D, p + "/attn/wq", dq, b.q.data());
+      linear_fwd(b.a1.data(), T, D, p + "/attn/wk", dkv, b.k.data());
+      linear_fwd(b.a1.data(), T, D, p + "/attn/wv", dkv, b.v.data());
+      cuda::rope_forward(b.q.data(), B, S, H, hd, cfg_.rope_theta);
+      cuda::rope_forward(b.k.data(), B, S, Hkv, hd, cfg_.rope_theta);
+      cuda::attention_forward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), B, S, H, Hkv, hd, bf16_,
+                              attention_.kernel);
+      linear_fwd(b.o.data(), T, dq, p + "/attn/wo", D, b.tmp.data());
+    }
+    {
+      GpuPhase phase("residual_fwd", phase_timing_);
+      cuda::add(b.x, b.tmp.data(), b.mid.data(), T * D);
+    }
+    {
+      GpuPhase phase("norm_fwd", phase_timing_);
+      cuda::rms_norm_forward(b.mid.data(), w(p + "/ffn_norm/weight"), b.a2.data(), b.rstd2.data(), T, D, eps);
+    }
     if (!b.moe) {
+      GpuPhase phase("dense_ffn_fwd", phase_timing_);
       b.dense.resize(T, cfg_.ffn_hidden);
       swiglu_forward(p + "/ffn", b.a2.data(), T, D, cfg_.ffn_hidden, b.dense.g.data(), b.dense.u.data(),
                      b.dense.h.data(), b.tmp.data());
     } else {
-      // gate (MoeLayer::forward, router_fwd)
-      ensure(b.logits, T * E);
-      ensure(b.scores, T * E);
-      ensure(b.probs, T * E);
-      ensure(b.rlse, T);
-      ensure(b.weights, T * K);
-      ensure(b.idx, T * K);
-      cuda::gemm(false, true, T, E, D, 1.0f, b.a2.data(), D, w(p + "/moe/router/weight"), D, 0.0f, b.logits.data(), E);
-      cuda::router_forward(b.logits.data(), buffer(p + "/moe/router/expert_bias"), T, E, K, mc.score == "sigmoid",
-                           mc.norm_topk, b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
-                           b.weights.data());
-      // order (capacity: MoeLayer::capacities on one rank)
-      std::vector<int64_t> cap;
-      if (mc.capacity_factor > 0)
-        cap.assign(E, int64_t(std::ceil(mc.capacity_factor * double(K) * double(T) / double(E))));
-      std::vector<int64_t> counts(E);
-      b.offsets.assign(E + 1, 0);
-      ensure(b.slot, T * K);
-      ensure(b.row_token, T * K);
-      b.rows = cuda::moe_order(b.idx.data(), T, K, E, cap.empty() ? nullptr : cap.data(), counts.data(),
-                               b.offsets.data(), b.slot.data(), b.row_token.data());
-      // balancing losses (MoeLayer::balancing_losses, lbl_scope micro): values on the host
-      b.has_dprobs = mc.aux_loss_coef > 0;
-      if (b.has_dprobs) {
-        const double coef = mc.aux_loss_coef * double(E);
-        std::vector<float> probs = b.probs.download(), dprobs(static_cast<size_t>(T * E));
-        for (int64_t i = 0; i < T; ++i)
-          for (int64_t e = 0; e < E; ++e) {
-            const double f = double(counts[e]) / double(K * T);
-            loss.aux += coef * f * probs[i * E + e] / double(T);
-            dprobs[i * E + e] = float(coef * f / double(T) * grad_scale);
-          }
-        b.dprobs = DeviceArray<float>(dprobs);
+      {  // gate (MoeLayer::forward, router_fwd)
+        GpuPhase phase("router_fwd", phase_timing_);
+        ensure(b.logits, T * E);
+        ensure(b.scores, T * E);
+        ensure(b.probs, T * E);
+        ensure(b.rlse, T);
+        ensure(b.weights, T * K);
+        ensure(b.idx, T * K);
+        cuda::gemm(false, true, T, E, D, 1.0f, b.a2.data(), D, w(p + "/moe/router/weight"), D, 0.0f, b.logits.data(),
+                   E);
+        cuda::router_forward(b.logits.data(), buffer(p + "/moe/router/expert_bias"), T, E, K, mc.score == "sigmoid",
+                             mc.norm_topk, b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
+                             b.weights.data());
       }
-      b.has_dlse = mc.z_loss_coef > 0;
-      if (b.has_dlse) {
-        std::vector<float> lse = b.rlse.download(), dlse(static_cast<size_t>(T));
-        for (int64_t i = 0; i < T; ++i) {
-          loss.aux += mc.z_loss_coef * double(lse[i]) * lse[i] / double(T);
-          dlse[i] = float(mc.z_loss_coef * 2.0 * lse[i] / double(T) * grad_scale);
+      {  // order (capacity: MoeLayer::capacities on one rank) and the balancing losses
+        GpuPhase phase("moe_order", phase_timing_);
+        std::vector<int64_t> cap;
+        if (mc.capacity_factor > 0)
+          cap.assign(E, int64_t(std::ceil(mc.capacity_factor * double(K) * double(T) / double(E))));
+        std::vector<int64_t> counts(E);
+        b.offsets.assign(E + 1, 0);
+        ensure(b.slot, T * K);
+        ensure(b.row_token, T * K);
+        b.rows = cuda::moe_order(b.idx.data(), T, K, E, cap.empty() ? nullptr : cap.data(), counts.data(),
+                                 b.offsets.data(), b.slot.data(), b.row_token.data());
+        // balancing losses (MoeLayer::balancing_losses, lbl_scope micro): values on the host
+        b.has_dprobs = mc.aux_loss_coef > 0;
+        if (b.has_dprobs) {
+          const double coef = mc.aux_loss_coef * double(E);
+          std::vector<float> probs = b.probs.download(), dprobs(static_cast<size_t>(T * E));
+          for (int64_t i = 0; i < T; ++i)
+            for (int64_t e = 0; e < E; ++e) {
+              const double f = double(counts[e]) / double(K * T);
+              loss.aux += coef * f * probs[i * E + e] / double(T);
+              dprobs[i * E + e] = float(coef * f / double(T) * grad_scale);
+            }
+          b.dprobs = DeviceArray<float>(dprobs);
         }
-        b.dlse = DeviceArray<float>(dlse);
+        b.has_dlse = mc.z_loss_coef > 0;
+        if (b.has_dlse) {
+          std::vector<float> lse = b.rlse.download(), dlse(static_cast<size_t>(T));
+          for (int64_t i = 0; i < T; ++i) {
+            loss.aux += mc.z_loss_coef * double(lse[i]) * lse[i] / double(T);
+            dlse[i] = float(mc.z_loss_coef * 2.0 * lse[i] / double(T) * grad_scale);
+          }
+          b.dlse = DeviceArray<float>(dlse);
+        }
       }
-      // gather, grouped experts (GroupedExperts::forward), unorder
-      ensure(b.xs, std::max<int64_t>(b.rows, 1) * D);
-      ensure(b.ye, std::max<int64_t>(b.rows, 1) * D);
-      b.experts.resize(std::max<int64_t>(b.rows, 1), Fe);
-      cuda::moe_gather(b.a2.data(), b.row_token.data(), b.rows, D, b.xs.data());
-      const int64_t* off = b.offsets.data();
-      grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w1", Fe, b.experts.g.data());
-      grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w3", Fe, b.experts.u.data());
-      cuda::swiglu_forward(b.experts.g.data(), b.experts.u.data(), b.experts.h.data(), b.rows * Fe);
-      grouped_fwd(off, b.experts.h.data(), Fe, p + "/moe/experts/w2", D, b.ye.data());
-      cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.tmp.data());
+      {  // gather, grouped experts (GroupedExperts::forward), unorder
+        GpuPhase phase("experts_fwd", phase_timing_);
+        const int64_t R = std::max<int64_t>(b.rows, 1);
+        ensure(b.xs, R * D);
+        ensure(b.ye, R * D);
+        cuda::moe_gather(b.a2.data(), b.row_token.data(), b.rows, D, b.xs.data());
+        const int64_t* off = b.offsets.data();
+        if (bf16_) {  // rows rounded once; g, u, h kept in bf16 (half the memory and traffic)
+          for (auto* a : {&b.g16, &b.u16, &b.h16}) ensure(*a, R * Fe);
+          ensure(b.xs16, R * D);
+          cuda::to_bf16(b.xs.data(), b.xs16.data(), b.rows * D);
+          experts_fwd_bf16(off, b.xs16.data(), D, p + "/moe/experts/w1", Fe, b.g16.data(), true);
+          experts_fwd_bf16(off, b.xs16.data(), D, p + "/moe/experts/w3", Fe, b.u16.data(), true);
+          cuda::swiglu_forward_bf16(b.g16.data(), b.u16.data(), b.h16.data(), b.rows * Fe);
+          experts_fwd_bf16(off, b.h16.data(), Fe, p + "/moe/experts/w2", D, b.ye.data(), false);
+        } else {
+          b.experts.resize(R, Fe);
+          grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w1", Fe, b.experts.g.data());
+          grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w3", Fe, b.experts.u.data());
+          cuda::swiglu_forward(b.experts.g.data(), b.experts.u.data(), b.experts.h.data(), b.rows * Fe);
+          grouped_fwd(off, b.experts.h.data(), Fe, p + "/moe/experts/w2", D, b.ye.data());
+        }
+        cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.tmp.data());
+      }
       if (Fs > 0) {
+        GpuPhase phase("shared_ffn_fwd", phase_timing_);
         ensure(b.shared_out, T * D);
         b.shared.resize(T, Fs);
         swiglu_forward(p + "/moe/shared", b.a2.data(), T, D, Fs, b.shared.g.data(), b.shared.u.data(),
@@ -345,6 +436,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
         cuda::add_inplace(b.tmp.data(), b.shared_out.data(), T * D);
       }
     }
+    GpuPhase phase("residual_fwd", phase_timing_);
     cuda::add(b.mid.data(), b.tmp.data(), acts_[l + 1].data(), T * D);
   }
   // final norm, LM head and cross-entropy, fused and chunked over the vocabulary
@@ -355,79 +447,132 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
   ensure(loss_, T);
   const int64_t chunk = std::min<int64_t>(V, 8192);
   ensure(lm_scratch_, T * chunk);
-  cuda::rms_norm_forward(acts_[L].data(), w("final_norm/weight"), hf_.data(), rstd_f_.data(), T, D, eps);
-  const std::string lm = cfg_.tie_embeddings ? "embed/weight" : "lm_head/weight";
-  cuda::lm_head_cross_entropy(hf_.data(), w(lm), targets_.data(), T, D, V, chunk, grad_scale / float(T), loss_.data(),
-                              dh_.data(), g(lm), lm_scratch_.data());
-  double ce_sum = 0;
-  for (float x : loss_.download()) ce_sum += x;
-  loss.ce = ce_sum / double(T);
+  {
+    GpuPhase phase("norm_fwd", phase_timing_);
+    cuda::rms_norm_forward(acts_[L].data(), w("final_norm/weight"), hf_.data(), rstd_f_.data(), T, D, eps);
+  }
+  {
+    GpuPhase phase("lm_head_loss", phase_timing_);
+    const std::string lm = cfg_.tie_embeddings ? "embed/weight" : "lm_head/weight";
+    const float scale = grad_scale / float(T);
+    if (bf16_) {
+      ensure(lm_scratch_bf16_, T * chunk);
+      cuda::lm_head_cross_entropy_bf16(rounded(hf_.data(), T * D, bf16_a_), wb(lm), targets_.data(), T, D, V, chunk,
+                                       scale, loss_.data(), dh_.data(), g(lm), lm_scratch_.data(),
+                                       lm_scratch_bf16_.data());
+    } else {
+      cuda::lm_head_cross_entropy(hf_.data(), w(lm), targets_.data(), T, D, V, chunk, scale, loss_.data(), dh_.data(),
+                                  g(lm), lm_scratch_.data());
+    }
+    double ce_sum = 0;
+    for (float x : loss_.download()) ce_sum += x;
+    loss.ce = ce_sum / double(T);
+  }
 
   // ---- backward (TransformerBlock::backward in reverse) ----
-  cuda::rms_norm_backward(acts_[L].data(), w("final_norm/weight"), rstd_f_.data(), dh_.data(), dtmp_.data(),
-                          g("final_norm/weight"), T, D);
+  {
+    GpuPhase phase("norm_bwd", phase_timing_);
+    cuda::rms_norm_backward(acts_[L].data(), w("final_norm/weight"), rstd_f_.data(), dh_.data(), dtmp_.data(),
+                            g("final_norm/weight"), T, D);
+  }
   float* dout = dtmp_.data();  // the residual-stream gradient, updated in place block by block
   for (int64_t l = L - 1; l >= 0; --l) {
     Block& b = *blocks_[l];
     const std::string& p = b.prefix;
     // FFN branch -> gradient of a2 in b.tmp
     if (!b.moe) {
+      GpuPhase phase("dense_ffn_bwd", phase_timing_);
       swiglu_backward(p + "/ffn", b.a2.data(), T, D, cfg_.ffn_hidden, b.dense.g.data(), b.dense.u.data(),
                       b.dense.h.data(), dout, b.tmp.data(), false);
     } else {
-      ensure(b.dweights, T * K);
-      ensure(b.dlogits, T * E);
-      // unorder backward: dye in place of ye, routing-weight gradients
-      cuda::moe_unorder_backward(dout, b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.ye.data(),
-                                 b.dweights.data());
-      // grouped experts backward (GroupedExperts::backward): dxs in place of xs
-      const int64_t* off = b.offsets.data();
-      float *hh = b.experts.h.data(), *gg = b.experts.g.data(), *uu = b.experts.u.data();
-      grouped_dw(off, b.ye.data(), D, hh, Fe, p + "/moe/experts/w2");
-      grouped_dx(off, b.ye.data(), D, p + "/moe/experts/w2", Fe, 0.0f, hh);
-      cuda::swiglu_backward(gg, uu, hh, gg, uu, b.rows * Fe);
-      grouped_dw(off, gg, Fe, b.xs.data(), D, p + "/moe/experts/w1");
-      grouped_dw(off, uu, Fe, b.xs.data(), D, p + "/moe/experts/w3");
-      grouped_dx(off, gg, Fe, p + "/moe/experts/w1", D, 0.0f, b.xs.data());
-      grouped_dx(off, uu, Fe, p + "/moe/experts/w3", D, 1.0f, b.xs.data());
-      cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.tmp.data());
-      // router backward (router_bwd)
-      cuda::router_backward(b.logits.data(), b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
-                            b.dweights.data(), b.has_dprobs ? b.dprobs.data() : nullptr,
-                            b.has_dlse ? b.dlse.data() : nullptr, T, E, K, mc.score == "sigmoid", mc.norm_topk,
-                            b.dlogits.data());
-      cuda::gemm(true, false, E, D, T, 1.0f, b.dlogits.data(), E, b.a2.data(), D, 1.0f, g(p + "/moe/router/weight"), D);
-      cuda::gemm(false, false, T, D, E, 1.0f, b.dlogits.data(), E, w(p + "/moe/router/weight"), D, 1.0f, b.tmp.data(),
-                 D);
-      if (Fs > 0)
+      {
+        GpuPhase phase("experts_bwd", phase_timing_);
+        ensure(b.dweights, T * K);
+        // unorder backward: dye in place of ye, routing-weight gradients
+        cuda::moe_unorder_backward(dout, b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.ye.data(),
+                                   b.dweights.data());
+        // grouped experts backward (GroupedExperts::backward): dxs in place of xs
+        const int64_t* off = b.offsets.data();
+        if (bf16_) {  // dh over h, dg / du over g / u, all bf16
+          const void* dye = rounded(b.ye.data(), b.rows * D, bf16_a_);
+          experts_dw_bf16(off, dye, D, b.h16.data(), Fe, p + "/moe/experts/w2");
+          experts_dx_bf16(off, dye, D, p + "/moe/experts/w2", Fe, 0.0f, b.h16.data(), true);
+          cuda::swiglu_backward_bf16(b.g16.data(), b.u16.data(), b.h16.data(), b.g16.data(), b.u16.data(),
+                                     b.rows * Fe);
+          experts_dw_bf16(off, b.g16.data(), Fe, b.xs16.data(), D, p + "/moe/experts/w1");
+          experts_dw_bf16(off, b.u16.data(), Fe, b.xs16.data(), D, p + "/moe/experts/w3");
+          experts_dx_bf16(off, b.g16.data(), Fe, p + "/moe/experts/w1", D, 0.0f, b.xs.data(), false);
+          experts_dx_bf16(off, b.u16.data(), Fe, p + "/moe/experts/w3", D, 1.0f, b.xs.data(), false);
+        } else {
+          float *hh = b.experts.h.data(), *gg = b.experts.g.data(), *uu = b.experts.u.data();
+          grouped_dw(off, b.ye.data(), D, hh, Fe, p + "/moe/experts/w2");
+          grouped_dx(off, b.ye.data(), D, p + "/moe/experts/w2", Fe, 0.0f, hh);
+          cuda::swiglu_backward(gg, uu, hh, gg, uu, b.rows * Fe);
+          grouped_dw(off, gg, Fe, b.xs.data(), D, p + "/moe/experts/w1");
+          grouped_dw(off, uu, Fe, b.xs.data(), D, p + "/moe/experts/w3");
+          grouped_dx(off, gg, Fe, p + "/moe/experts/w1", D, 0.0f, b.xs.data());
+          grouped_dx(off, uu, Fe, p + "/moe/experts/w3", D, 1.0f, b.xs.data());
+        }
+        cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.tmp.data());
+      }
+      {  // router backward (router_bwd)
+        GpuPhase phase("router_bwd", phase_timing_);
+        ensure(b.dlogits, T * E);
+        cuda::router_backward(b.logits.data(), b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
+                              b.dweights.data(), b.has_dprobs ? b.dprobs.data() : nullptr,
+                              b.has_dlse ? b.dlse.data() : nullptr, T, E, K, mc.score == "sigmoid", mc.norm_topk,
+                              b.dlogits.data());
+        cuda::gemm(true, false, E, D, T, 1.0f, b.dlogits.data(), E, b.a2.data(), D, 1.0f, g(p + "/moe/router/weight"),
+                   D);
+        cuda::gemm(false, false, T, D, E, 1.0f, b.dlogits.data(), E, w(p + "/moe/router/weight"), D, 1.0f,
+                   b.tmp.data(), D);
+      }
+      if (Fs > 0) {
+        GpuPhase phase("shared_ffn_bwd", phase_timing_);
         swiglu_backward(p + "/moe/shared", b.a2.data(), T, D, Fs, b.shared.g.data(), b.shared.u.data(),
                         b.shared.h.data(), dout, b.tmp.data(), true);
+      }
     }
-    cuda::rms_norm_backward(b.mid.data(), w(p + "/ffn_norm/weight"), b.rstd2.data(), b.tmp.data(), b.dtmp.data(),
-                            g(p + "/ffn_norm/weight"), T, D);
-    cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dout now holds dmid
-    // attention branch (AttentionLayer::backward)
-    ensure(b.dout_heads, T * dq);
-    ensure(b.dq, T * dq);
-    ensure(b.dk, T * dkv);
-    ensure(b.dv, T * dkv);
-    linear_dx(dout, T, D, p + "/attn/wo", dq, 0.0f, b.dout_heads.data());
-    linear_dw(dout, T, D, b.o.data(), dq, p + "/attn/wo");
-    cuda::attention_backward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), b.dout_heads.data(),
-                             b.dq.data(), b.dk.data(), b.dv.data(), B, S, H, Hkv, hd);
-    cuda::rope_backward(b.dq.data(), B, S, H, hd, cfg_.rope_theta);
-    cuda::rope_backward(b.dk.data(), B, S, Hkv, hd, cfg_.rope_theta);
-    linear_dw(b.dq.data(), T, dq, b.a1.data(), D, p + "/attn/wq");
-    linear_dw(b.dk.data(), T, dkv, b.a1.data(), D, p + "/attn/wk");
-    linear_dw(b.dv.data(), T, dkv, b.a1.data(), D, p + "/attn/wv");
-    linear_dx(b.dq.data(), T, dq, p + "/attn/wq", D, 0.0f, b.tmp.data());
-    linear_dx(b.dk.data(), T, dkv, p + "/attn/wk", D, 1.0f, b.tmp.data());
-    linear_dx(b.dv.data(), T, dkv, p + "/attn/wv", D, 1.0f, b.tmp.data());
-    cuda::rms_norm_backward(b.x, w(p + "/attn_norm/weight"), b.rstd1.data(), b.tmp.data(), b.dtmp.data(),
-                            g(p + "/attn_norm/weight"), T, D);
+    {
+      GpuPhase phase("norm_bwd", phase_timing_);
+      cuda::rms_norm_backward(b.mid.data(), w(p + "/ffn_norm/weight"), b.rstd2.data(), b.tmp.data(), b.dtmp.data(),
+                              g(p + "/ffn_norm/weight"), T, D);
+    }
+    {
+      GpuPhase phase("residual_bwd", phase_timing_);
+      cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dout now holds dmid
+    }
+    {  // attention branch (AttentionLayer::backward)
+      GpuPhase phase("attention_bwd", phase_timing_);
+      ensure(b.dout_heads, T * dq);
+      ensure(b.dq, T * dq);
+      ensure(b.dk, T * dkv);
+      ensure(b.dv, T * dkv);
+      linear_dx(dout, T, D, p + "/attn/wo", dq, 0.0f, b.dout_heads.data());
+      linear_dw(dout, T, D, b.o.data(), dq, p + "/attn/wo");
+      cuda::attention_backward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), b.dout_heads.data(),
+                               b.dq.data(), b.dk.data(), b.dv.data(), B, S, H, Hkv, hd, bf16_, attention_.kernel);
+      cuda::rope_backward(b.dq.data(), B, S, H, hd, cfg_.rope_theta);
+      cuda::rope_backward(b.dk.data(), B, S, Hkv, hd, cfg_.rope_theta);
+      linear_dw(b.dq.data(), T, dq, b.a1.data(), D, p + "/attn/wq");
+      linear_dw(b.dk.data(), T, dkv, b.a1.data(), D, p + "/attn/wk");
+      linear_dw(b.dv.data(), T, dkv, b.a1.data(), D, p + "/attn/wv");
+      linear_dx(b.dq.data(), T, dq, p + "/attn/wq", D, 0.0f, b.tmp.data());
+      linear_dx(b.dk.data(), T, dkv, p + "/attn/wk", D, 1.0f, b.tmp.data());
+      linear_dx(b.dv.data(), T, dkv, p + "/attn/wv", D, 1.0f, b.tmp.data());
+    }
+    {
+      GpuPhase phase("norm_bwd", phase_timing_);
+      cuda::rms_norm_backward(b.x, w(p + "/attn_norm/weight"), b.rstd1.data(), b.tmp.data(), b.dtmp.data(),
+                              g(p + "/attn_norm/weight"), T, D);
+    }
+    GpuPhase phase("residual_bwd", phase_timing_);
     cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dx = dmid + attn_norm'(attn'(dmid))
   }
-  cuda::embedding_backward(tokens_.data(), dout, g("embed/weight"), T, D);
+  {
+    GpuPhase phase("embedding_bwd", phase_timing_);
+    cuda::embedding_backward(tokens_.data(), dout, g("embed/weight"), T, D);
+  }
   cuda::synchronize();
   return loss;
 }

@@ -13,8 +13,11 @@
 
 #include "core/config.h"
 #include "kernels/cuda/device.h"
+#include "kernels/attention.h"
+#include "kernels/gemm.h"
 #include "model/params.h"
 #include "model/transformer.h"
+#include "parallel/communicator.h"
 
 namespace moe::gpu {
 
@@ -24,8 +27,9 @@ class GpuTransformer {
   // the current GPU; gradients start at zero. bf16 (train.precision: bf16): the matmuls of
   // attention and of the dense, expert and shared FFNs take bf16 inputs (bf16 copies of the weights,
   // refreshed by the optimizer; activations rounded as they enter a GEMM) with fp32 accumulation
-  // and fp32 outputs; master weights, gradients, AdamW state, norms, the router, attention's
-  // softmax, the LM head and the losses stay fp32.
+  // and fp32 outputs, and so do attention's four matmuls and the LM head's; master weights,
+  // gradients, AdamW state, norms, the router, attention's softmax, the LM head's softmax and the
+  // losses stay fp32.
   GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16 = false);
   ~GpuTransformer();
 
@@ -39,9 +43,21 @@ class GpuTransformer {
   // gradients, AdamW (PyTorch semantics, decay on rank >= 2 tensors) over every tensor in one
   // launch. Returns the norm before clipping.
   double optimizer_step(const OptimConfig& o, double lr, double grad_clip);
+  // Data parallelism: every gradient summed over `comm`'s ranks in place (a communicator whose
+  // buffers are device memory: NCCL, or host-staged for ranks sharing a GPU; parallel/gpu/), one
+  // collective per parameter in name order, the same on every rank.
+  void all_reduce_grads(Communicator& comm);
   // Device gradients / values -> the host store (assigned), by parameter name.
   void download_grads(ParamStore& host) const;
   void download_values(ParamStore& host) const;
+  // Phase timing: each phase (the profiler's names: attention_fwd, experts_bwd, ...) waits for the
+  // device at both ends, so Profiler::take() gives each phase's GPU time. Slows a step down; for
+  // the breakdown of moe-gpu-bench only.
+  void set_phase_timing(bool on) { phase_timing_ = on; }
+  // How the experts' grouped GEMMs run, measured at the first MoE forward (kernels/gemm.h).
+  const cuda::GroupedChoice& grouped_choice() const { return grouped_; }
+  // Which attention kernels bf16 mode runs (blocked or fused), measured at the first forward.
+  const cuda::AttentionChoice& attention_choice() const { return attention_; }
 
  private:
   struct Block;
@@ -67,6 +83,13 @@ class GpuTransformer {
                   float* dx);
   void grouped_dw(const int64_t* offsets, const float* dy, int64_t out, const float* x, int64_t in,
                   const std::string& W);
+  // bf16 mode's expert GEMMs on bf16 operands (x16, dy16: bf16 rows): y / dx fp32, or bf16 when asked.
+  void experts_fwd_bf16(const int64_t* offsets, const void* x16, int64_t in, const std::string& W, int64_t out, void* y,
+                        bool y_bf16);
+  void experts_dx_bf16(const int64_t* offsets, const void* dy16, int64_t out, const std::string& W, int64_t in,
+                       float beta, void* dx, bool dx_bf16);
+  void experts_dw_bf16(const int64_t* offsets, const void* dy16, int64_t out, const void* x16, int64_t in,
+                       const std::string& W);
   // SwiGLU FFN (w1, w3, w2 under `prefix`): activations g, u, h [T, F] kept for the backward.
   void swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F, float* gg, float* uu,
                       float* hh, float* y);
@@ -75,6 +98,11 @@ class GpuTransformer {
 
   ModelConfig cfg_;
   bool bf16_ = false;
+  bool phase_timing_ = false;
+  cuda::GroupedChoice grouped_;
+  bool grouped_chosen_ = false;
+  cuda::AttentionChoice attention_;  // fp32 mode: always blocked
+  bool attention_chosen_ = false;
   int64_t E_ = 0;
   cuda::DeviceArray<uint16_t> bf16_a_, bf16_b_;  // bf16 GEMM inputs, grown as needed
   std::map<std::string, DevParam> params_;
@@ -85,6 +113,7 @@ class GpuTransformer {
   cuda::DeviceArray<int32_t> tokens_, targets_;
   std::vector<cuda::DeviceArray<float>> acts_;  // residual stream, L + 1 entries of [T, D]
   cuda::DeviceArray<float> hf_, rstd_f_, dh_, dtmp_, loss_, lm_scratch_;
+  cuda::DeviceArray<uint16_t> lm_scratch_bf16_;
 };
 
 }  // namespace moe::gpu
