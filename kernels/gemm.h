@@ -71,6 +71,10 @@ struct GroupedChoice {
   double rows_tflops[2] = {0, 0}, weight_grad_tflops[2] = {0, 0};  // [kGroupedCall, kPerGroup]
 };
 GroupedChoice choose_grouped_impl(int64_t G, int64_t rows, int64_t N, int64_t K, bool bf16);
+
+// The GEMM peak the MFU figures are measured against: TFLOP/s of an n^3 cuBLAS GEMM on random
+// values (bf16 inputs and output with fp32 accumulation, or fp32), median of 5 after a warm-up.
+double gemm_peak_tflops(bool bf16, int64_t n = 8192);
 }  // namespace cuda
 
 }  // namespace moe

@@ -16,6 +16,9 @@
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/ckpt_tool.h"
+#include "parallel/layout.h"
+#include "train/gpu_training.h"
+#include "train/train_step.h"
 #include "train/trainer.h"
 
 namespace moe {
@@ -167,13 +170,109 @@ TEST(Training, InitFromLoadsModelOnlyAndStartsAtStepZero) {
   EXPECT_EQ(o.step_count(), 1);  // a fresh optimizer took one step
 }
 
-TEST(Training, Bf16IsRefusedBeforeAnyWorkOnTheCpu) {
+TEST(Training, Bf16WithoutAGpuBuildIsRefusedBeforeAnyWork) {
   auto dir = test::temp_dir("train_bf16");
   Config cfg = test::tiny_config(dir);
   cfg.train.precision = "bf16";
-  const std::string msg = test::error_of([&] { run(cfg); });
-  EXPECT_NE(msg.find("train.precision bf16 runs on the GPU model only"), std::string::npos) << msg;
+  const std::string msg = test::error_of([&] { run(cfg); });  // a Trainer given no GPU factory
+  EXPECT_NE(msg.find("train.precision bf16 trains on a GPU, and this build has no CUDA"), std::string::npos) << msg;
   EXPECT_FALSE(std::filesystem::exists(cfg.run.out_dir + "/metrics.jsonl"));
+}
+
+TEST(Training, Bf16WithoutAGpuOnTheMachineIsRefusedBeforeAnyWork) {
+  auto dir = test::temp_dir("train_bf16_nogpu");
+  Config cfg = test::tiny_config(dir);
+  cfg.train.precision = "bf16";
+  auto comm = make_local_communicator();
+  Trainer trainer(cfg, *comm);
+  trainer.use_gpu([](const Config&, Transformer&, AdamW&) -> std::unique_ptr<GpuTraining> { return nullptr; },
+                  [] { return false; });
+  const std::string msg = test::error_of([&] { trainer.run(); });
+  EXPECT_NE(msg.find("this machine has none that CUDA can use"), std::string::npos) << msg;
+  EXPECT_FALSE(std::filesystem::exists(cfg.run.out_dir));
+}
+
+// The Trainer's GPU branch (train.precision bf16) with the device side played by a second CPU
+// model: the step, the evaluation through validation_ce, and the copy back before each checkpoint
+// must give what the CPU branch gives. (The real GPU side: tests/cuda/test_cuda_training.cpp.)
+class CpuPlayedGpu : public GpuTraining {
+ public:
+  CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim)
+      : comm_(make_local_communicator()),
+        groups_(ParallelGroups::build(*comm_, cfg)),
+        model_(cfg.model, comm_.get()),
+        optim_(cfg.optim, model_.params().params()),
+        runner_(cfg, groups_, model_, optim_) {
+    for (Param* p : host.params().params()) model_.params().find(p->name)->value.copy_from(p->value);
+    for (size_t i = 0; i < optim.params().size(); ++i)
+      for (int w = 0; w < 2; ++w) optim_.set_moment(i, w, optim.moment(i, w));
+    optim_.set_step_count(optim.step_count());
+  }
+  StepResult run(int64_t step, const BatchFiller& fill) override { return runner_.run(step, fill); }
+  double validation_ce(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S) override {
+    return model_.forward_backward(tokens, targets, B, S, false, 0.0f).ce;
+  }
+  void to_host(Transformer& host, AdamW& optim) override {
+    ++copies;
+    for (Param* p : host.params().params()) p->value.copy_from(model_.params().find(p->name)->value);
+    for (size_t i = 0; i < optim.params().size(); ++i)
+      for (int w = 0; w < 2; ++w) optim.set_moment(i, w, optim_.moment(i, w));
+    optim.set_step_count(optim_.step_count());
+  }
+  double peak_tflops() override { return 1.0; }
+  static int copies;
+
+ private:
+  std::unique_ptr<Communicator> comm_;
+  ParallelGroups groups_;
+  Transformer model_;
+  AdamW optim_;
+  StepRunner runner_;
+};
+int CpuPlayedGpu::copies = 0;
+
+TEST(Training, GpuBranchOfTheTrainerMatchesTheCpuBranch) {
+  auto dir_cpu = test::temp_dir("train_branch_cpu"), dir_gpu = test::temp_dir("train_branch_gpu");
+  Config cpu_cfg = test::tiny_config(dir_cpu), gpu_cfg = test::tiny_config(dir_gpu);
+  for (Config* c : {&cpu_cfg, &gpu_cfg}) c->train.eval_every = 3, c->checkpoint.every = 3;
+  gpu_cfg.train.precision = "bf16";  // takes the GPU branch; the played device computes in fp32
+  ASSERT_EQ(run(cpu_cfg), 0);
+  auto comm = make_local_communicator();
+  Trainer trainer(gpu_cfg, *comm);
+  CpuPlayedGpu::copies = 0;
+  trainer.use_gpu([](const Config& c, Transformer& h, AdamW& o) -> std::unique_ptr<GpuTraining> {
+    return std::make_unique<CpuPlayedGpu>(c, h, o);
+  },
+                  [] { return true; });
+  ASSERT_EQ(trainer.run(), 0);
+  EXPECT_EQ(CpuPlayedGpu::copies, 2);  // before the checkpoints of steps 3 and 6
+  auto lines = [](const std::string& path) {
+    std::ifstream in(path);
+    std::vector<std::string> out;
+    for (std::string l; std::getline(in, l);)
+      if (!l.empty()) out.push_back(l);
+    return out;
+  };
+  auto a = lines(cpu_cfg.run.out_dir + "/metrics.jsonl"), b = lines(gpu_cfg.run.out_dir + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    for (const char* key : {"loss", "grad_norm", "val_loss"}) {
+      const double x = field(a[i], key), y = field(b[i], key);
+      EXPECT_EQ(std::isnan(x), std::isnan(y)) << key << " in line " << i + 1;
+      if (!std::isnan(x)) EXPECT_EQ(x, y) << key << " in line " << i + 1;
+    }
+    EXPECT_EQ(std::isnan(field(b[i], "val_loss")), (i + 1) % 3 != 0) << "evaluations at steps 3 and 6";
+  }
+  for (const char* name : {"/step_00000003.h5", "/step_00000006.h5"}) {
+    Transformer x(cpu_cfg.model, comm.get()), y(gpu_cfg.model, comm.get());
+    AdamW ox(cpu_cfg.optim, x.params().params()), oy(gpu_cfg.optim, y.params().params());
+    load_checkpoint(cpu_cfg.checkpoint.dir + name, x.params(), &ox);
+    load_checkpoint(gpu_cfg.checkpoint.dir + name, y.params(), &oy);
+    EXPECT_EQ(ox.step_count(), oy.step_count());
+    for (Param* p : x.params().params())
+      EXPECT_EQ(test::max_abs_diff(p->value.data(), y.params().find(p->name)->value.data(), p->value.numel()), 0.0)
+          << name << " " << p->name;
+  }
 }
 
 TEST(Training, ExplicitResumeOfMissingFileIsRefused) {

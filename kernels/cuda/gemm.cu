@@ -219,4 +219,20 @@ GroupedChoice choose_grouped_impl(int64_t G, int64_t rows, int64_t N, int64_t K,
   return choice;
 }
 
+double gemm_peak_tflops(bool bf16, int64_t n) {
+  void *a = random_device(n * n, bf16, 21), *b = random_device(n * n, bf16, 22);
+  void* c = device_alloc(size_t(n * n) * (bf16 ? 2 : 4));
+  const double ms = median_ms(
+      [&] {
+        if (bf16)
+          gemm_bf16(false, true, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n, true);
+        else
+          gemm(false, true, n, n, n, 1.0f, static_cast<const float*>(a), n, static_cast<const float*>(b), n, 0.0f,
+               static_cast<float*>(c), n);
+      },
+      5);
+  for (void* p : {a, b, c}) device_free(p);
+  return 2.0 * double(n) * double(n) * double(n) / (ms / 1000.0) / 1e12;
+}
+
 }  // namespace moe::cuda

@@ -2,7 +2,7 @@
 // Trains the config's model on the GPU model (src/model/gpu/) on synthetic tokens, in the config's
 // train.precision (fp32 or bf16): 2 warm-up steps, then train.steps timed optimizer steps of
 // global_batch / micro_batch micro-batches each. Prints tokens/s and MFU against the bf16 (or fp32)
-// GEMM peak that cuBLAS reaches on the same GPU in the same run (8192^3). docs/cuda.md.
+// GEMM peak that cuBLAS reaches on the same GPU in the same run (8192^3, random values). docs/cuda.md.
 #include <algorithm>
 #include <cstdio>
 #include <vector>
@@ -25,38 +25,6 @@
 namespace moe {
 namespace {
 
-// Best TFLOP/s of an n^3 cuBLAS GEMM (bf16 inputs and output with fp32 accumulation, or fp32).
-double cublas_peak_tflops(bool bf16, int64_t n = 8192) {
-  const size_t elems = size_t(n * n), bytes = elems * (bf16 ? 2 : 4);
-  void *a = cuda::device_alloc(bytes), *b = cuda::device_alloc(bytes), *c = cuda::device_alloc(bytes);
-  {  // random inputs: a product of zeros can run faster than real data and inflate the peak
-    CounterRng rng(7, "gpu-bench-peak");
-    std::vector<float> host(elems);
-    for (size_t i = 0; i < elems; ++i) host[i] = float(rng.uniform(i)) - 0.5f;
-    cuda::DeviceArray<float> staged(host);
-    for (void* m : {a, b}) {
-      if (bf16)
-        cuda::to_bf16(staged.data(), m, int64_t(elems));
-      else
-        cuda::copy_to_device(m, host.data(), bytes);
-    }
-  }
-  double best = 0;
-  for (int rep = 0; rep < 12; ++rep) {
-    cuda::synchronize();
-    const double t0 = now_ms();
-    if (bf16)
-      cuda::gemm_bf16(false, true, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n, true);
-    else
-      cuda::gemm(false, true, n, n, n, 1.0f, static_cast<float*>(a), n, static_cast<float*>(b), n, 0.0f,
-                 static_cast<float*>(c), n);
-    cuda::synchronize();
-    if (rep >= 2) best = std::max(best, 2.0 * double(n) * n * n / ((now_ms() - t0) / 1000.0) / 1e12);
-  }
-  cuda::device_free(a), cuda::device_free(b), cuda::device_free(c);
-  return best;
-}
-
 int run(int argc, char** argv) {
   CliArgs args = parse_cli_args(argc, argv, "moe-gpu-bench");
   if (args.help) {
@@ -78,7 +46,7 @@ int run(int argc, char** argv) {
     active = host.active_matmul_params();
     model = std::make_unique<gpu::GpuTransformer>(cfg.model, host.params(), bf16);
   }
-  const double peak = cublas_peak_tflops(bf16);
+  const double peak = cuda::gemm_peak_tflops(bf16);
   const double flops_per_token = training_flops_per_token(cfg.model, t.seq_len, active);
   std::printf("moe-gpu-bench: %s on %s, %s, %d micro-batch(es) of %d x %d tokens per step\n", args.config_path.c_str(),
               cuda::device_name().c_str(), t.precision.c_str(), micro, t.micro_batch, t.seq_len);

@@ -33,7 +33,11 @@ int main(int argc, char** argv) {
       moe::Config cfg = moe::load_config(args.config_path, args.overrides);
       cfg.finalize(size);
       auto world = size > 1 ? moe::make_mpi_world_communicator() : moe::make_local_communicator();
-      rc = moe::Trainer(cfg, *world).run();
+      moe::Trainer trainer(cfg, *world);
+#ifdef MOE_WITH_CUDA
+      trainer.use_gpu(&moe::make_gpu_training, &moe::gpu_training_available);  // train.precision bf16 (docs/cuda.md)
+#endif
+      rc = trainer.run();
     }
   } catch (const moe::Error& e) {
     moe::log_error(e.message() + "  (" + e.location() + ")");

@@ -70,8 +70,13 @@ int64_t Trainer::resume_newest_good(Transformer& model, AdamW& optim) {
 
 int Trainer::run() {
   const auto& t = cfg_.train;
-  MOE_CHECK(t.precision == "fp32", cfg_.source << ": train.precision bf16 runs on the GPU model only (docs/cuda.md); "
-                                               "moe-train trains on the CPU, in fp32");
+  const bool on_gpu = t.precision == "bf16";  // bf16 exists on the GPU only (docs/cuda.md)
+  MOE_CHECK(!on_gpu || gpu_factory_, cfg_.source << ": train.precision bf16 trains on a GPU, and this build has no "
+                                                    "CUDA (nvcc was not found when it was built); fp32 trains on the CPU");
+  MOE_CHECK(!on_gpu || gpu_available_(), cfg_.source << ": train.precision bf16 trains on a GPU, and this machine has "
+                                                        "none that CUDA can use; fp32 trains on the CPU");
+  MOE_CHECK(!on_gpu || world_.size() == 1, cfg_.source << ": train.precision bf16 trains on one GPU with one rank; got "
+                                                       << world_.size() << " ranks (no GPU parallelism yet)");
   const int rank = world_.rank(), world = world_.size();
   std::error_code ec;
   fs::create_directories(cfg_.run.out_dir, ec);
@@ -127,13 +132,15 @@ int Trainer::run() {
   const int dp = groups.dp_size, dp_rank = groups.dp_rank;
   Sampler sampler(train_file.num_samples(), t.global_batch, cfg_.data.shuffle, uint64_t(cfg_.run.seed));
   StepRunner runner(cfg_, groups, model, optim);
+  std::unique_ptr<GpuTraining> gpu = on_gpu ? gpu_factory_(cfg_, model, optim) : nullptr;
   // Every rank measures its own peak at the same time (the contention training will see); MFU is
-  // against their sum.
-  double peak = measure_gemm_peak_gflops(0.5);
+  // against their sum. On a GPU: cuBLAS's peak in train.precision.
+  double peak = gpu ? gpu->peak_tflops() * 1e3 : measure_gemm_peak_gflops(0.5);
   world_.all_reduce_sum(&peak, 1);
   const double flops_per_token = training_flops_per_token(cfg_.model, t.seq_len, model.active_matmul_params());
-  log_info(strformat("[trainer] fp32 GEMM peak %.1f GFLOP/s (all ranks); %.1f MFLOP per token; steps %lld..%d",
-                     peak, flops_per_token / 1e6, (long long)start_step + 1, t.steps));
+  log_info(strformat("[trainer] %s GEMM peak %.1f GFLOP/s (all ranks); %.1f MFLOP per token; steps %lld..%d",
+                     gpu ? "GPU (cuBLAS, train.precision)" : "fp32", peak, flops_per_token / 1e6,
+                     (long long)start_step + 1, t.steps));
   std::unique_ptr<MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<MetricsWriter>((fs::path(cfg_.run.out_dir) / "metrics.jsonl").string());
   StepLog step_log(cfg_);
@@ -164,11 +171,12 @@ int Trainer::run() {
     const double t0 = now_ms();
     watchdog.step_started(step);
     if (trace && step + 1 == trace_first) Profiler::instance().set_tracing(true);
-    StepResult r = runner.run(step, [&](int m, int32_t* tokens, int32_t* targets) {
+    const BatchFiller fill = [&](int m, int32_t* tokens, int32_t* targets) {
       auto samples = sampler.micro_batch(step, dp_rank, dp, m, t.micro_batch);
       for (size_t i = 0; i < samples.size(); ++i)
         train_file.read_sample(samples[i], tokens + i * t.seq_len, targets + i * t.seq_len);
-    });
+    };
+    StepResult r = gpu ? gpu->run(step, fill) : runner.run(step, fill);
     const int64_t done = step + 1;
     StepMetrics sm;
     sm.step = done;
@@ -181,11 +189,15 @@ int Trainer::run() {
     sm.expert_load = std::move(r.expert_load);
     if (t.eval_every > 0 && (done % t.eval_every == 0 || done == t.steps)) {
       ScopedPhase phase("eval", /*opaque=*/true);
-      sm.val_loss = evaluate(model, *valid_file, cfg_, *groups.dp);
+      sm.val_loss = gpu ? evaluate([&](const int32_t* tokens, const int32_t* targets, int64_t B,
+                                        int64_t S) { return gpu->validation_ce(tokens, targets, B, S); },
+                                   *valid_file, cfg_, *groups.dp)
+                        : evaluate(model, *valid_file, cfg_, *groups.dp);
     }
     if (cfg_.checkpoint.every > 0 && (done % cfg_.checkpoint.every == 0 || done == t.steps)) {
       ScopedPhase phase("checkpoint", /*opaque=*/true);
       CheckpointMeta meta{done, sm.tokens_seen, done * int64_t(t.global_batch), resolved};
+      if (gpu) gpu->to_host(model, optim);  // the weights and AdamW state live on the GPU
       writer.submit(cfg_.checkpoint.dir,
                     take_checkpoint_snapshot(meta, model.params(), &optim, {&world_, groups.tp.get(), groups.ep.get()},
                                              writer.recycle()),

@@ -8,12 +8,16 @@
 #include "optim/adamw.h"
 #include "parallel/communicator.h"
 #include "train/checkpoint.h"
+#include "train/gpu_training.h"
 
 namespace moe {
 
 class Trainer {
  public:
   Trainer(const Config& cfg, Communicator& world);
+  // How this program trains on a GPU (train.precision bf16): moe-train passes make_gpu_training and
+  // gpu_training_available in builds with CUDA; without them bf16 is refused with a message.
+  void use_gpu(GpuTrainingFactory factory, bool (*available)()) { gpu_factory_ = factory, gpu_available_ = available; }
   int run();
 
  private:
@@ -23,6 +27,8 @@ class Trainer {
 
   Config cfg_;
   Communicator& world_;
+  GpuTrainingFactory gpu_factory_ = nullptr;
+  bool (*gpu_available_)() = nullptr;
 };
 
 }  // namespace moe

@@ -2,6 +2,7 @@
 // CUDA twins of the kernels. Comments name the CPU function each part mirrors.
 #include "model/gpu/gpu_transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -71,6 +72,7 @@ struct GpuTransformer::Block {
   DeviceArray<int32_t> idx, row_token;
   DeviceArray<int64_t> slot;
   std::vector<int64_t> offsets;
+  std::vector<int64_t> load;  // copies per expert since take_expert_loads
   int64_t rows = 0;
   bool has_dprobs = false, has_dlse = false;
 };
@@ -266,6 +268,36 @@ void GpuTransformer::all_reduce_grads(Communicator& comm) {
   for (auto& [name, p] : params_) comm.all_reduce_sum(p.grad.data(), int64_t(p.grad.size()));
 }
 
+void GpuTransformer::download_moments(const std::string& name, Tensor& m, Tensor& v) const {
+  auto it = params_.find(name);
+  MOE_CHECK(it != params_.end(), "GPU model: no parameter " << name);
+  MOE_CHECK(size_t(m.numel()) == it->second.m.size() && size_t(v.numel()) == it->second.v.size(),
+            "GPU model: moments of " << name << " have " << it->second.m.size() << " elements");
+  cuda::copy_to_host(m.data(), it->second.m.data(), sizeof(float) * it->second.m.size());
+  cuda::copy_to_host(v.data(), it->second.v.data(), sizeof(float) * it->second.v.size());
+}
+
+void GpuTransformer::upload_moments(const std::string& name, const Tensor& m, const Tensor& v) {
+  auto it = params_.find(name);
+  MOE_CHECK(it != params_.end(), "GPU model: no parameter " << name);
+  MOE_CHECK(size_t(m.numel()) == it->second.m.size() && size_t(v.numel()) == it->second.v.size(),
+            "GPU model: moments of " << name << " have " << it->second.m.size() << " elements");
+  cuda::copy_to_device(it->second.m.data(), m.data(), sizeof(float) * it->second.m.size());
+  cuda::copy_to_device(it->second.v.data(), v.data(), sizeof(float) * it->second.v.size());
+}
+
+std::vector<std::pair<int, std::vector<int64_t>>> GpuTransformer::take_expert_loads() {
+  std::vector<std::pair<int, std::vector<int64_t>>> out;
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    if (!blocks_[l]->moe) continue;
+    std::vector<int64_t>& load = blocks_[l]->load;
+    load.resize(size_t(E_), 0);
+    out.emplace_back(int(l), load);
+    std::fill(load.begin(), load.end(), 0);
+  }
+  return out;
+}
+
 void GpuTransformer::download_values(ParamStore& host) const {
   for (Param* p : host.params()) {
     auto it = params_.find(p->name);
@@ -380,6 +412,8 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
         ensure(b.row_token, T * K);
         b.rows = cuda::moe_order(b.idx.data(), T, K, E, cap.empty() ? nullptr : cap.data(), counts.data(),
                                  b.offsets.data(), b.slot.data(), b.row_token.data());
+        b.load.resize(size_t(E), 0);
+        for (int64_t e = 0; e < E; ++e) b.load[size_t(e)] += counts[size_t(e)];
         // balancing losses (MoeLayer::balancing_losses, lbl_scope micro): values on the host
         b.has_dprobs = mc.aux_loss_coef > 0;
         if (b.has_dprobs) {

@@ -47,6 +47,15 @@ class GpuTransformer {
   // buffers are device memory: NCCL, or host-staged for ranks sharing a GPU; parallel/gpu/), one
   // collective per parameter in name order, the same on every rank.
   void all_reduce_grads(Communicator& comm);
+  // AdamW state by parameter name (for checkpoints and resume): the moments m, v (fp32, the
+  // parameter's shape) and the number of updates applied.
+  void download_moments(const std::string& name, Tensor& m, Tensor& v) const;
+  void upload_moments(const std::string& name, const Tensor& m, const Tensor& v);
+  int64_t optimizer_steps() const { return optimizer_steps_; }
+  void set_optimizer_steps(int64_t n) { optimizer_steps_ = n; }
+  // Tokens routed to each expert (copies before capacity dropping) since the last call, per MoE
+  // layer: Transformer::expert_loads's semantics. Resets the counts.
+  std::vector<std::pair<int, std::vector<int64_t>>> take_expert_loads();
   // Device gradients / values -> the host store (assigned), by parameter name.
   void download_grads(ParamStore& host) const;
   void download_values(ParamStore& host) const;

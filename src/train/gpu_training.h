@@ -1,0 +1,41 @@
+// moe-train on one GPU: train.precision bf16 trains the GPU model (src/model/gpu/) on one rank.
+// The trainer keeps everything else (data order, schedule, evaluation, checkpoints, metrics); this
+// interface is what it asks of the GPU: one optimizer step (StepRunner's semantics on one rank:
+// gradient accumulation over the step's micro-batches, global-norm clipping, the learning-rate
+// schedule, AdamW, expert loads), a validation micro-batch's cross-entropy, and the weights and
+// AdamW state copied back to the host model for a checkpoint. Built in builds with CUDA
+// (gpu_training.cpp); moe-train hands its factory to the Trainer (Trainer::use_gpu), so the CPU
+// libraries and their tests carry no CUDA dependency.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "core/config.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "train/train_step.h"
+
+namespace moe {
+
+class GpuTraining {
+ public:
+  virtual ~GpuTraining() = default;
+  virtual StepResult run(int64_t step, const BatchFiller& fill) = 0;
+  // Cross-entropy of one micro-batch, forward only in effect (the gradients are left unchanged).
+  virtual double validation_ce(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S) = 0;
+  // Weights, AdamW moments and update count -> host (the state a checkpoint saves).
+  virtual void to_host(Transformer& host, AdamW& optim) = 0;
+  // TFLOP/s of the GEMM peak MFU is measured against (cuBLAS, train.precision, this GPU).
+  virtual double peak_tflops() = 0;
+};
+
+// Copies the host model's weights and the optimizer's moments and update count (zero, or those a
+// resumed checkpoint loaded) to the GPU.
+using GpuTrainingFactory = std::unique_ptr<GpuTraining> (*)(const Config& cfg, Transformer& host, AdamW& optim);
+
+// The factory of builds with CUDA (gpu/gpu_training.cpp), and whether this machine has a GPU that
+// CUDA can use (checked before any work).
+std::unique_ptr<GpuTraining> make_gpu_training(const Config& cfg, Transformer& host, AdamW& optim);
+bool gpu_training_available();
+
+}  // namespace moe
