@@ -1,6 +1,9 @@
 // Shared test helpers.
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -66,6 +69,20 @@ double max_abs_diff(const float* a, const float* b, int64_t n) {
   double m = 0;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, double(std::fabs(a[i] - b[i])));
   return m;
+}
+
+void expect_tensor_close(const Tensor& got, const Tensor& want, const std::string& what, double rel) {
+  double scale = 0, worst = 0;
+  int64_t bad = 0, at = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, double(std::fabs(want.data()[i])));
+  const double tol = rel * scale + 1e-7;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double d = std::fabs(double(got.data()[i]) - double(want.data()[i]));
+    if (!(d <= tol)) ++bad;
+    if (!(d <= worst)) worst = d, at = i;
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << want.numel() << " elements off; worst at " << at << ": "
+                    << got.data()[at] << " vs " << want.data()[at] << " (largest magnitude " << scale << ")";
 }
 
 std::string error_of(const std::function<void()>& f) {

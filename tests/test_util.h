@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/tensor.h"
 
 namespace moe::test {
 
@@ -21,6 +22,10 @@ double max_abs_diff(const float* a, const float* b, int64_t n);
 // keyed by `name`: the same for every caller that passes the same arguments.
 void random_tokens(const std::string& name, uint64_t seed, int m, int64_t n, int vocab, std::vector<int32_t>& tokens,
                    std::vector<int32_t>& targets);
+// Every element of got within rel * (the largest magnitude in want) + 1e-7 of want; one gtest
+// failure per tensor, naming how many elements are off and the worst one, so that a run shows
+// every tensor that is off.
+void expect_tensor_close(const Tensor& got, const Tensor& want, const std::string& what, double rel = 1e-4);
 // The message of the moe::Error that f throws, or "" when it throws none.
 std::string error_of(const std::function<void()>& f);
 

@@ -14,7 +14,6 @@
 #include "core/profiler.h"
 #include "core/rng.h"
 #include "kernels/cuda/device.h"
-#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "model/gpu/gpu_transformer.h"
 #include "model/transformer.h"

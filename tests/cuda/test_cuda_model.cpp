@@ -35,22 +35,6 @@ std::vector<test::ModelVariant> gpu_variants() {
   };
 }
 
-// Every element within 1e-4 of the reference's largest magnitude; one failure per tensor, naming
-// the worst element, so that a run shows every tensor that is off.
-void expect_tensor_close(const Tensor& got, const Tensor& want, const std::string& what) {
-  double scale = 0, worst = 0;
-  int64_t bad = 0, at = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, double(std::fabs(want.data()[i])));
-  const double tol = 1e-4 * scale + 1e-7;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double d = std::fabs(double(got.data()[i]) - double(want.data()[i]));
-    if (!(d <= tol)) ++bad;
-    if (!(d <= worst)) worst = d, at = i;
-  }
-  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << want.numel() << " elements off; worst at " << at << ": "
-                    << got.data()[at] << " vs " << want.data()[at] << " (largest magnitude " << scale << ")";
-}
-
 class CudaModel : public ::testing::TestWithParam<test::ModelVariant> {};
 
 TEST_P(CudaModel, OneStepMatchesTheCpuModel) {
@@ -75,7 +59,7 @@ TEST_P(CudaModel, OneStepMatchesTheCpuModel) {
     for (Param* p : cpu.params().params()) {
       Param* q = from_gpu.params().find(p->name);
       ASSERT_NE(q, nullptr) << p->name;
-      expect_tensor_close(q->grad, p->grad, p->name + " gradient after micro-batch " + std::to_string(m));
+      test::expect_tensor_close(q->grad, p->grad, p->name + " gradient after micro-batch " + std::to_string(m));
     }
   }
 }
