@@ -25,10 +25,10 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
 // and the probabilities rounded), fp32 accumulation, softmax, lse and outputs. Two implementations:
 //   kBlocked: query blocks of 256 rows, each matmul one cuBLAS strided-batched GEMM over all heads,
 //             the softmax in kernels of its own; [B*H, 256, S] score tiles in device memory.
-//   kFused:   FlashAttention-2 kernels on tensor cores (WMMA, kernels/cuda/flash_attention.cuh);
-//             64 x 64 tiles in shared memory only. bf16_matmuls and head_dim 32, 64 or 128 only.
-//             Correct (tested against the CPU) but, untuned, slower than kBlocked on an H100
-//             (docs/cuda.md), so kBlocked is the default. ----
+//   kFused:   FlashAttention-2 kernels on tensor cores (mma.sync, kernels/cuda/flash_attention.cuh):
+//             scores and probabilities in registers, K / V tiles double-buffered in shared memory;
+//             bf16_matmuls and head_dim 32, 64 or 128 only. Tested against the CPU on the CPU
+//             through the CUDA emulation (tests/emulation/) and on a GPU (tests/cuda/). ----
 namespace cuda {
 enum class AttentionKernel { kBlocked, kFused };
 void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse, int64_t B, int64_t S,

@@ -346,6 +346,7 @@ TEST_P(CudaAttention, BlockedAndFusedMatchTheCpu) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
                          ::testing::Values(AttnShape{2, 100, 4, 4, 32}, AttnShape{1, 129, 8, 2, 64},
                                            AttnShape{1, 64, 2, 1, 128}, AttnShape{2, 600, 4, 2, 64},
+                                           AttnShape{1, 200, 2, 1, 128},
                                            AttnShape{3, 8, 4, 2, 4}),
                          [](const auto& info) {
                            const AttnShape& a = info.param;
