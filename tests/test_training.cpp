@@ -7,12 +7,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 
 #include "core/error.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "parallel/communicator.h"
+#include "cpu_played_gpu.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/ckpt_tool.h"
@@ -23,20 +23,6 @@
 
 namespace moe {
 namespace fs = std::filesystem;
-
-static std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<std::string> lines;
-  for (std::string l; std::getline(in, l);) lines.push_back(l);
-  return lines;
-}
-
-static double field(const std::string& json, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\": ([-0-9.e+]+)");
-  if (!std::regex_search(json, m, re)) return NAN;
-  return std::stod(m[1]);
-}
 
 static int run(const Config& cfg) {
   auto comm = make_local_communicator();
@@ -51,15 +37,15 @@ TEST(Training, LossFallsAndMetricsCarrySpecFields) {
   cfg.optim.lr = 0.01;
   cfg.optim.warmup_steps = 4;
   ASSERT_EQ(run(cfg), 0);
-  auto lines = read_lines(cfg.run.out_dir + "/metrics.jsonl");
+  auto lines = test::read_lines(cfg.run.out_dir + "/metrics.jsonl");
   ASSERT_EQ(lines.size(), 40u);
   for (const char* k : {"step", "loss", "ce", "aux", "lr", "grad_norm", "tokens_per_s", "step_ms", "mfu"})
-    EXPECT_FALSE(std::isnan(field(lines[0], k))) << k;
+    EXPECT_FALSE(std::isnan(test::json_number(lines[0], k))) << k;
   EXPECT_NE(lines[0].find("\"breakdown_ms\": {"), std::string::npos);
   EXPECT_NE(lines[0].find("\"attention_fwd\""), std::string::npos);
   EXPECT_NE(lines[0].find("\"expert_load\": {\"0\": ["), std::string::npos);
-  EXPECT_FALSE(std::isnan(field(lines[19], "val_loss")));
-  double first = field(lines[0], "ce"), last = field(lines[39], "ce");
+  EXPECT_FALSE(std::isnan(test::json_number(lines[19], "val_loss")));
+  double first = test::json_number(lines[0], "ce"), last = test::json_number(lines[39], "ce");
   EXPECT_LT(last, first - 1.5) << "ce " << first << " -> " << last;
   EXPECT_TRUE(fs::exists(cfg.run.out_dir + "/train.log"));
 }
@@ -81,13 +67,13 @@ TEST(Training, ResumeContinuesBitForBit) {
   fs::copy_file(checkpoint_path(cfg.checkpoint.dir, 3), checkpoint_path(resumed.checkpoint.dir, 3));
   ASSERT_EQ(run(resumed), 0);
 
-  auto a = read_lines(cfg.run.out_dir + "/metrics.jsonl"), b = read_lines(resumed.run.out_dir + "/metrics.jsonl");
+  auto a = test::read_lines(cfg.run.out_dir + "/metrics.jsonl"), b = test::read_lines(resumed.run.out_dir + "/metrics.jsonl");
   ASSERT_EQ(a.size(), 6u);
   ASSERT_EQ(b.size(), 3u);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(field(a[3 + i], "step"), field(b[i], "step"));
-    EXPECT_EQ(field(a[3 + i], "loss"), field(b[i], "loss"));
-    EXPECT_EQ(field(a[3 + i], "grad_norm"), field(b[i], "grad_norm"));
+    EXPECT_EQ(test::json_number(a[3 + i], "step"), test::json_number(b[i], "step"));
+    EXPECT_EQ(test::json_number(a[3 + i], "loss"), test::json_number(b[i], "loss"));
+    EXPECT_EQ(test::json_number(a[3 + i], "grad_norm"), test::json_number(b[i], "grad_norm"));
   }
   auto comm = make_local_communicator();
   Transformer ma(cfg.model, comm.get()), mb(cfg.model, comm.get());
@@ -119,11 +105,11 @@ TEST(Training, ResumeAutoSkipsACorruptNewestCheckpoint) {
   more.train.steps = 6;
   more.run.out_dir = dir + "/out_more";
   ASSERT_EQ(run(more), 0);
-  auto lines = read_lines(more.run.out_dir + "/metrics.jsonl");
+  auto lines = test::read_lines(more.run.out_dir + "/metrics.jsonl");
   ASSERT_FALSE(lines.empty());
-  EXPECT_EQ(field(lines.front(), "step"), 3);  // resumed from step 2
+  EXPECT_EQ(test::json_number(lines.front(), "step"), 3);  // resumed from step 2
   bool logged = false;
-  for (const auto& l : read_lines(more.run.out_dir + "/train.log"))
+  for (const auto& l : test::read_lines(more.run.out_dir + "/train.log"))
     logged |= l.find("skipping " + newest) != std::string::npos;
   EXPECT_TRUE(logged) << "the skipped checkpoint and the reason are logged";
 }
@@ -141,9 +127,9 @@ TEST(Training, BackgroundSavesChangeNothing) {
   ASSERT_EQ(run(sync), 0);
   unsetenv("MOE_CKPT_SYNC");
   ASSERT_EQ(run(cfg), 0);  // saves overlap the following steps
-  auto a = read_lines(cfg.run.out_dir + "/metrics.jsonl"), b = read_lines(sync.run.out_dir + "/metrics.jsonl");
+  auto a = test::read_lines(cfg.run.out_dir + "/metrics.jsonl"), b = test::read_lines(sync.run.out_dir + "/metrics.jsonl");
   ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(field(a[i], "loss"), field(b[i], "loss"));
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(test::json_number(a[i], "loss"), test::json_number(b[i], "loss"));
   for (int step = 1; step <= 4; ++step)
     EXPECT_EQ(ckpt_diff(checkpoint_path(cfg.checkpoint.dir, step), checkpoint_path(sync.checkpoint.dir, step), 0, 0), 0)
         << "step " << step;
@@ -185,7 +171,9 @@ TEST(Training, Bf16WithoutAGpuOnTheMachineIsRefusedBeforeAnyWork) {
   cfg.train.precision = "bf16";
   auto comm = make_local_communicator();
   Trainer trainer(cfg, *comm);
-  trainer.use_gpu([](const Config&, Transformer&, AdamW&) -> std::unique_ptr<GpuTraining> { return nullptr; },
+  trainer.use_gpu([](const Config&, Transformer&, AdamW&, Communicator&) -> std::unique_ptr<GpuTraining> {
+    return nullptr;
+  },
                   [] { return false; });
   const std::string msg = test::error_of([&] { trainer.run(); });
   EXPECT_NE(msg.find("this machine has none that CUDA can use"), std::string::npos) << msg;
@@ -193,44 +181,7 @@ TEST(Training, Bf16WithoutAGpuOnTheMachineIsRefusedBeforeAnyWork) {
 }
 
 // The Trainer's GPU branch (train.precision bf16) with the device side played by a second CPU
-// model: the step, the evaluation through validation_ce, and the copy back before each checkpoint
-// must give what the CPU branch gives. (The real GPU side: tests/cuda/test_cuda_training.cpp.)
-class CpuPlayedGpu : public GpuTraining {
- public:
-  CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim)
-      : comm_(make_local_communicator()),
-        groups_(ParallelGroups::build(*comm_, cfg)),
-        model_(cfg.model, comm_.get()),
-        optim_(cfg.optim, model_.params().params()),
-        runner_(cfg, groups_, model_, optim_) {
-    for (Param* p : host.params().params()) model_.params().find(p->name)->value.copy_from(p->value);
-    for (size_t i = 0; i < optim.params().size(); ++i)
-      for (int w = 0; w < 2; ++w) optim_.set_moment(i, w, optim.moment(i, w));
-    optim_.set_step_count(optim.step_count());
-  }
-  StepResult run(int64_t step, const BatchFiller& fill) override { return runner_.run(step, fill); }
-  double validation_ce(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S) override {
-    return model_.forward_backward(tokens, targets, B, S, false, 0.0f).ce;
-  }
-  void to_host(Transformer& host, AdamW& optim) override {
-    ++copies;
-    for (Param* p : host.params().params()) p->value.copy_from(model_.params().find(p->name)->value);
-    for (size_t i = 0; i < optim.params().size(); ++i)
-      for (int w = 0; w < 2; ++w) optim.set_moment(i, w, optim_.moment(i, w));
-    optim.set_step_count(optim_.step_count());
-  }
-  double peak_tflops() override { return 1.0; }
-  static int copies;
-
- private:
-  std::unique_ptr<Communicator> comm_;
-  ParallelGroups groups_;
-  Transformer model_;
-  AdamW optim_;
-  StepRunner runner_;
-};
-int CpuPlayedGpu::copies = 0;
-
+// model (tests/cpu_played_gpu.h) against the CPU branch. The dp version: tests/mpi/test_mpi_gpu_branch.
 TEST(Training, GpuBranchOfTheTrainerMatchesTheCpuBranch) {
   auto dir_cpu = test::temp_dir("train_branch_cpu"), dir_gpu = test::temp_dir("train_branch_gpu");
   Config cpu_cfg = test::tiny_config(dir_cpu), gpu_cfg = test::tiny_config(dir_gpu);
@@ -239,40 +190,12 @@ TEST(Training, GpuBranchOfTheTrainerMatchesTheCpuBranch) {
   ASSERT_EQ(run(cpu_cfg), 0);
   auto comm = make_local_communicator();
   Trainer trainer(gpu_cfg, *comm);
-  CpuPlayedGpu::copies = 0;
-  trainer.use_gpu([](const Config& c, Transformer& h, AdamW& o) -> std::unique_ptr<GpuTraining> {
-    return std::make_unique<CpuPlayedGpu>(c, h, o);
-  },
-                  [] { return true; });
+  test::CpuPlayedGpu::copies = 0;
+  trainer.use_gpu(&test::make_cpu_played_gpu, [] { return true; });
   ASSERT_EQ(trainer.run(), 0);
-  EXPECT_EQ(CpuPlayedGpu::copies, 2);  // before the checkpoints of steps 3 and 6
-  auto lines = [](const std::string& path) {
-    std::ifstream in(path);
-    std::vector<std::string> out;
-    for (std::string l; std::getline(in, l);)
-      if (!l.empty()) out.push_back(l);
-    return out;
-  };
-  auto a = lines(cpu_cfg.run.out_dir + "/metrics.jsonl"), b = lines(gpu_cfg.run.out_dir + "/metrics.jsonl");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    for (const char* key : {"loss", "grad_norm", "val_loss"}) {
-      const double x = field(a[i], key), y = field(b[i], key);
-      EXPECT_EQ(std::isnan(x), std::isnan(y)) << key << " in line " << i + 1;
-      if (!std::isnan(x)) EXPECT_EQ(x, y) << key << " in line " << i + 1;
-    }
-    EXPECT_EQ(std::isnan(field(b[i], "val_loss")), (i + 1) % 3 != 0) << "evaluations at steps 3 and 6";
-  }
-  for (const char* name : {"/step_00000003.h5", "/step_00000006.h5"}) {
-    Transformer x(cpu_cfg.model, comm.get()), y(gpu_cfg.model, comm.get());
-    AdamW ox(cpu_cfg.optim, x.params().params()), oy(gpu_cfg.optim, y.params().params());
-    load_checkpoint(cpu_cfg.checkpoint.dir + name, x.params(), &ox);
-    load_checkpoint(gpu_cfg.checkpoint.dir + name, y.params(), &oy);
-    EXPECT_EQ(ox.step_count(), oy.step_count());
-    for (Param* p : x.params().params())
-      EXPECT_EQ(test::max_abs_diff(p->value.data(), y.params().find(p->name)->value.data(), p->value.numel()), 0.0)
-          << name << " " << p->name;
-  }
+  EXPECT_EQ(test::CpuPlayedGpu::copies, 2);  // before the checkpoints of steps 3 and 6
+  EXPECT_EQ(test::CpuPlayedGpu::dp_size, 1);
+  test::expect_same_runs(cpu_cfg, gpu_cfg, {3, 6}, {3, 6});
 }
 
 TEST(Training, ExplicitResumeOfMissingFileIsRefused) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -32,15 +33,17 @@ void write_tokens(const std::string& path, const std::vector<uint16_t>& tokens) 
   out.write(reinterpret_cast<const char*>(tokens.data()), std::streamsize(tokens.size() * 2));
 }
 
-Config tiny_config(const std::string& dir) {
+Config tiny_config(const std::string& dir, bool write_data) {
   // Text with structure so the loss can fall: a repeated pangram with counters.
   std::vector<uint16_t> train, valid;
   std::string text;
   for (int i = 0; i < 400; ++i) text += "the quick brown fox " + std::to_string(i % 7) + " jumps; ";
   for (unsigned char c : text) train.push_back(c);
   for (size_t i = 0; i < 2000; ++i) valid.push_back(uint16_t((unsigned char)text[i]));
-  write_tokens(dir + "/train.bin", train);
-  write_tokens(dir + "/valid.bin", valid);
+  if (write_data) {
+    write_tokens(dir + "/train.bin", train);
+    write_tokens(dir + "/valid.bin", valid);
+  }
   std::string yaml = R"(
 run: {name: tiny, seed: 7}
 model:
@@ -63,6 +66,19 @@ data: {shuffle: true}
   c.checkpoint.dir = dir + "/ckpt";
   c.finalize(1);
   return c;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+double json_number(const std::string& json, const std::string& key) {
+  std::smatch m;
+  if (!std::regex_search(json, m, std::regex("\"" + key + "\": ([-0-9.e+]+)"))) return NAN;
+  return std::stod(m[1]);
 }
 
 double max_abs_diff(const float* a, const float* b, int64_t n) {

@@ -10,7 +10,9 @@
 #include "model_variants.h"
 #include "parallel/communicator.h"
 #include "parallel/gpu/device_communicators.h"
+#include "optim/adamw.h"
 #include "test_util.h"
+#include "train/gpu_training.h"
 
 namespace moe {
 namespace {
@@ -102,6 +104,73 @@ TEST(DeviceCommunicators, DataParallelRanksSharingOneGpuMatchOneRank) {
   mine.download_grads(got.params());
   for (Param* p : want.params().params())
     test::expect_tensor_close(got.params().find(p->name)->grad, p->grad, p->name + " on rank " + std::to_string(r), 1e-5);
+}
+
+// The same sums overlapped with the backward (set_grad_sync: each layer's sums start when its
+// backward is queued, the rest at the end) equal the blocking ones.
+TEST(DeviceCommunicators, OverlappedGradientSumsEqualTheBlockingOnes) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  auto world = make_mpi_world_communicator();
+  std::string kind;
+  auto comm = make_device_communicator(*world, &kind);  // host-staged when the ranks share a GPU
+  Config cfg = test::variant_config({"dp_overlap", {"model.moe.num_shared_experts=1"}});
+  auto local = make_local_communicator();
+  Transformer host(cfg.model, local.get());
+  host.params().initialize(43);
+  const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
+  std::vector<int32_t> tokens, targets;
+  test::random_tokens("dp_overlap", 5, world->rank(), B * S, cfg.model.vocab_size, tokens, targets);
+  gpu::GpuTransformer blocking(cfg.model, host.params()), overlapped(cfg.model, host.params());
+  blocking.forward_backward(tokens.data(), targets.data(), B, S, 0.5f);
+  blocking.all_reduce_grads(*comm);
+  overlapped.set_grad_sync(comm.get());
+  overlapped.forward_backward(tokens.data(), targets.data(), B, S, 0.5f);
+  overlapped.set_grad_sync(nullptr);
+  overlapped.finish_grad_sync();
+  Transformer want(cfg.model, local.get()), got(cfg.model, local.get());
+  blocking.download_grads(want.params());
+  overlapped.download_grads(got.params());
+  for (Param* p : want.params().params())
+    test::expect_tensor_close(got.params().find(p->name)->grad, p->grad, p->name + " (" + kind + ")", 1e-6);
+}
+
+// moe-train's data-parallel GPU step (GpuTraining: the GPU and communicator chosen by
+// make_device_communicator, the sums overlapped with the last backward) on every rank, against
+// one rank that runs all the step's micro-batches: losses, norms and weights after 3 steps.
+TEST(DeviceCommunicators, DataParallelGpuTrainingMatchesOneRank) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  auto world = make_mpi_world_communicator();
+  auto local = make_local_communicator();
+  const int r = world->rank(), n = world->size();
+  const std::string dir = std::string(MOE_BINARY_DIR) + "/test_tmp/dp_gpu_training";  // no file is read
+  Config one = test::tiny_config(dir, false), many = test::tiny_config(dir, false);
+  one.train.global_batch = many.train.global_batch = 4 * n;  // micro_batch 4: one micro-batch per rank
+  one.finalize(1, false);
+  many.finalize(n, false);
+  Transformer host_one(one.model, local.get()), host_many(many.model, local.get());
+  host_one.params().initialize(9);
+  host_many.params().initialize(9);
+  AdamW optim_one(one.optim, host_one.params().params()), optim_many(many.optim, host_many.params().params());
+  auto dp = make_gpu_training(many, host_many, optim_many, *world);  // first: it selects this rank's GPU
+  auto ref = make_gpu_training(one, host_one, optim_one, *local);
+  auto fill = [](int64_t step, int first) {  // micro-batch m is global micro-batch first + m of the step
+    return [step, first](int m, int32_t* tokens, int32_t* targets) {
+      std::vector<int32_t> t, y;
+      test::random_tokens("dp_gpu_training", uint64_t(step), first + m, 64, 256, t, y);
+      std::copy(t.begin(), t.end(), tokens);
+      std::copy(y.begin(), y.end(), targets);
+    };
+  };
+  for (int64_t step = 0; step < 3; ++step) {
+    const StepResult want = ref->run(step, fill(step, 0));
+    const StepResult got = dp->run(step, fill(step, r));
+    EXPECT_NEAR(got.loss, want.loss, 1e-5 * want.loss) << "step " << step + 1;
+    EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-5 * want.grad_norm) << "step " << step + 1;
+  }
+  ref->to_host(host_one, optim_one);
+  dp->to_host(host_many, optim_many);
+  for (Param* p : host_one.params().params())
+    test::expect_tensor_close(host_many.params().find(p->name)->value, p->value, p->name, 1e-5);
 }
 
 TEST(DeviceCommunicators, NcclCollectivesWithOneGpuPerRank) {

@@ -111,6 +111,11 @@ GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf
     }
     params_.emplace(p->name, std::move(d));
   }
+  for (auto& [name, d] : params_) {  // name order: the same collectives in the same order on every rank
+    int layer = -1;
+    if (name.rfind("layers/", 0) == 0) layer = std::stoi(name.substr(7));
+    sync_groups_[layer].push_back(&d);
+  }
   for (Buffer* b : host.buffers()) {
     DeviceArray<float> d(size_t(b->value.numel()));
     cuda::copy_to_device(d.data(), b->value.data(), sizeof(float) * b->value.numel());
@@ -156,6 +161,17 @@ double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double gr
 void GpuTransformer::all_reduce_grads(Communicator& comm) {
   GpuPhase phase("grad_allreduce", phase_timing_);
   for (auto& [name, p] : params_) comm.all_reduce_sum(p.grad.data(), int64_t(p.grad.size()));
+}
+
+void GpuTransformer::start_grad_sync(int layer) {
+  for (DevParam* p : sync_groups_[layer])
+    pending_sync_.push_back(sync_comm_->all_reduce_sum_async(p->grad.data(), int64_t(p->grad.size())));
+}
+
+void GpuTransformer::finish_grad_sync() {
+  GpuPhase phase("grad_allreduce", phase_timing_);
+  for (auto& op : pending_sync_) op->wait();
+  pending_sync_.clear();
 }
 
 void GpuTransformer::download_moments(const std::string& name, Tensor& m, Tensor& v) const {
@@ -205,7 +221,7 @@ void GpuTransformer::download_grads(ParamStore& host) const {
 }
 
 MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S,
-                                                float grad_scale) {
+                                                float grad_scale, bool backward) {
   const int64_t T = B * S, D = cfg_.d_model, L = cfg_.n_layers, V = cfg_.vocab_size;
   const int64_t H = cfg_.n_heads, Hkv = cfg_.n_kv_heads, hd = cfg_.head_dim(), dq = H * hd, dkv = Hkv * hd;
   const float eps = float(cfg_.norm_eps);
@@ -392,6 +408,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     for (float x : loss_.download()) ce_sum += x;
     loss.ce = ce_sum / double(T);
   }
+  if (!backward) return loss;  // the loss download above waited for the device
 
   // ---- backward (TransformerBlock::backward in reverse) ----
   {
@@ -490,13 +507,17 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       cuda::rms_norm_backward(b.x, w(p + "/attn_norm/weight"), b.rstd1.data(), b.tmp.data(), b.dtmp.data(),
                               g(p + "/attn_norm/weight"), T, D);
     }
-    GpuPhase phase("residual_bwd", phase_timing_);
-    cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dx = dmid + attn_norm'(attn'(dmid))
+    {
+      GpuPhase phase("residual_bwd", phase_timing_);
+      cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dx = dmid + attn_norm'(attn'(dmid))
+    }
+    if (sync_comm_) start_grad_sync(int(l));  // this layer's gradients are complete
   }
   {
     GpuPhase phase("embedding_bwd", phase_timing_);
     cuda::embedding_backward(tokens_.data(), dout, g("embed/weight"), T, D);
   }
+  if (sync_comm_) start_grad_sync(-1);
   cuda::synchronize();
   return loss;
 }

@@ -35,8 +35,10 @@ class GpuTransformer {
 
   // One micro-batch (host tokens / targets [B*S]): accumulates the gradient of
   // grad_scale * (ce + aux) into the device gradients; returns ce and aux as the CPU model does.
+  // backward false (evaluation): the forward and the losses only; the gradients are left as they
+  // are (pass grad_scale 0: the fused LM head still adds its part, scaled by it).
   MicroBatchLoss forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S,
-                                  float grad_scale);
+                                  float grad_scale, bool backward = true);
   void zero_grad();
   // StepRunner's optimizer step on the GPU: the global gradient norm (all gradients in one
   // launch), the clipping coefficient min(1, grad_clip / norm) applied as AdamW reads the
@@ -45,8 +47,16 @@ class GpuTransformer {
   double optimizer_step(const OptimConfig& o, double lr, double grad_clip);
   // Data parallelism: every gradient summed over `comm`'s ranks in place (a communicator whose
   // buffers are device memory: NCCL, or host-staged for ranks sharing a GPU; parallel/gpu/), one
-  // collective per parameter in name order, the same on every rank.
+  // collective per parameter in name order, the same on every rank. Blocking.
   void all_reduce_grads(Communicator& comm);
+  // The same sums overlapped with the backward: while `comm` is set, forward_backward starts the
+  // sums of each layer's gradients (non-blocking; NCCL runs them on its own stream while the
+  // backward of the layers below computes) as soon as that layer's backward is queued, and those
+  // of the parameters outside the layers (embedding, final norm, LM head) at its end.
+  // finish_grad_sync waits for them all. Set it for the last micro-batch of a step only: the
+  // earlier ones still add to the gradients.
+  void set_grad_sync(Communicator* comm) { sync_comm_ = comm; }
+  void finish_grad_sync();
   // AdamW state by parameter name (for checkpoints and resume): the moments m, v (fp32, the
   // parameter's shape) and the number of updates applied.
   void download_moments(const std::string& name, Tensor& m, Tensor& v) const;
@@ -118,6 +128,11 @@ class GpuTransformer {
   std::map<std::string, cuda::DeviceArray<float>> buffers_;
   std::vector<std::unique_ptr<Block>> blocks_;
   int64_t optimizer_steps_ = 0;
+  // overlapped gradient sums (set_grad_sync): parameters by layer (-1: outside the layers)
+  void start_grad_sync(int layer);
+  Communicator* sync_comm_ = nullptr;
+  std::map<int, std::vector<DevParam*>> sync_groups_;
+  std::vector<std::unique_ptr<PendingOp>> pending_sync_;
   // activations of the last micro-batch
   cuda::DeviceArray<int32_t> tokens_, targets_;
   std::vector<cuda::DeviceArray<float>> acts_;  // residual stream, L + 1 entries of [T, D]

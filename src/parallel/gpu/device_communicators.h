@@ -14,6 +14,7 @@
 // no_nccl.cpp define the missing factories to throw a moe::Error that says so.
 #pragma once
 #include <memory>
+#include <string>
 
 #include "parallel/communicator.h"
 
@@ -26,5 +27,15 @@ bool nccl_built();
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& group);
 // Wraps `group` (borrowed; must outlive the result). Needs a build with CUDA.
 std::unique_ptr<Communicator> make_host_staged_communicator(Communicator& group);
+
+// The rank's index among the ranks on its node, from the launcher's environment (Open MPI's
+// OMPI_COMM_WORLD_LOCAL_RANK, Slurm's SLURM_LOCALID, MPICH's MPI_LOCALRANKID), else `fallback`.
+int node_local_rank(int fallback);
+
+// The device communicator of data parallelism over `group` (collective: every rank calls it):
+// selects GPU node_local_rank % device_count, then NCCL where the build has it and no node runs more
+// ranks than it has GPUs, host-staged otherwise (ranks sharing a GPU, or no NCCL). *kind names the
+// choice ("nccl" or "host-staged") for the log. Needs a build with CUDA and a GPU.
+std::unique_ptr<Communicator> make_device_communicator(Communicator& group, std::string* kind);
 
 }  // namespace moe

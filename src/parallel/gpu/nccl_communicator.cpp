@@ -4,8 +4,6 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#include <cstdlib>
-
 #include "core/error.h"
 #include "parallel/gpu/device_communicators.h"
 
@@ -17,13 +15,6 @@ void check_cuda(cudaError_t e, const char* what) {
 }
 void check_nccl(ncclResult_t r, const char* what) {
   MOE_CHECK(r == ncclSuccess, "NCCL " << what << " failed: " << ncclGetErrorString(r));
-}
-
-// The rank on this node, from the launcher (Open MPI, Slurm, MPICH); the group rank otherwise.
-int local_rank(int fallback) {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"})
-    if (const char* v = std::getenv(name)) return std::atoi(v);
-  return fallback;
 }
 
 // Completes when the collective queued before it on the communicator's stream is done.
@@ -152,7 +143,7 @@ bool nccl_built() { return true; }
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& group) {
   int devices = 0;
   check_cuda(cudaGetDeviceCount(&devices), "no CUDA device");
-  const int local = local_rank(group.rank());
+  const int local = node_local_rank(group.rank());
   float ranks_here = float(local + 1);  // over the group: the ranks on the busiest node
   group.all_reduce_max(&ranks_here, 1);
   MOE_CHECK(int(ranks_here) <= devices, "NCCL communicator: " << int(ranks_here) << " ranks on a node with " << devices

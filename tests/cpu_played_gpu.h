@@ -1,0 +1,49 @@
+// The Trainer's GPU branch (train.precision bf16) without a GPU: the device side played by a second
+// CPU model, so that the branch's plumbing (the factory and its dp group, the step, evaluation
+// through validation_ce, the copy back before each checkpoint) can be compared with the CPU branch
+// in every CI run. The real GPU side: tests/cuda/test_cuda_training.cpp.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "model/transformer.h"
+#include "optim/adamw.h"
+#include "parallel/communicator.h"
+#include "parallel/layout.h"
+#include "train/gpu_training.h"
+#include "train/train_step.h"
+
+namespace moe::test {
+
+class CpuPlayedGpu : public GpuTraining {
+ public:
+  // A replica of the host model and optimizer state; StepRunner over `dp` (tp = ep = 1).
+  CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp);
+  StepResult run(int64_t step, const BatchFiller& fill) override { return runner_.run(step, fill); }
+  double validation_ce(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S) override;
+  void to_host(Transformer& host, AdamW& optim) override;
+  double peak_tflops() override { return 1.0; }
+
+  static int copies;  // to_host calls since reset by the test
+  static int dp_size;  // the size of the last dp group a CpuPlayedGpu was made with
+
+ private:
+  std::unique_ptr<Communicator> local_;
+  ParallelGroups groups_;
+  Transformer model_;
+  AdamW optim_;
+  StepRunner runner_;
+};
+
+// The GpuTrainingFactory that makes a CpuPlayedGpu.
+std::unique_ptr<GpuTraining> make_cpu_played_gpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp);
+
+// Two Trainer runs (a: the reference) logged the same loss, grad_norm and val_loss at every step
+// (bit for bit; val_loss at the steps in eval_steps only), and wrote bit-identical weights and the
+// same update count in the checkpoints of ckpt_steps.
+void expect_same_runs(const Config& a, const Config& b, const std::vector<int>& eval_steps,
+                      const std::vector<int>& ckpt_steps);
+
+}  // namespace moe::test

@@ -1,0 +1,74 @@
+// The Trainer's GPU branch (train.precision bf16) with data parallelism over all ranks, the device
+// side played by CPU models (tests/cpu_played_gpu.h): the factory gets the dp group, every rank
+// trains its share of each step, evaluates and copies back before checkpoints; the logged metrics
+// and the checkpoints must equal the CPU branch's on the same ranks bit for bit. Layouts the GPU
+// branch does not take are refused before any work. (The real devices: tests/cuda/.)
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "cpu_played_gpu.h"
+#include "parallel/communicator.h"
+#include "test_util.h"
+#include "train/trainer.h"
+
+namespace moe {
+namespace {
+
+class GpuBranch : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { world_ = make_mpi_world_communicator().release(); }
+  // tiny_config under `name`, data written by rank 0, finalized for the world.
+  static Config config(const std::string& name) {
+    const std::string dir = std::string(MOE_BINARY_DIR) + "/test_tmp/mpi_gpu_branch_" + name + "_" +
+                            std::to_string(world_->size());
+    if (world_->rank() == 0) {
+      std::filesystem::remove_all(dir);
+      std::filesystem::create_directories(dir);
+    }
+    world_->barrier();
+    Config c = test::tiny_config(dir, world_->rank() == 0);
+    c.train.micro_batch = 8 / world_->size();  // global batch 8: one micro-batch per rank at 2 and 4 ranks
+    c.train.eval_every = 3;
+    c.checkpoint.every = 3;
+    c.finalize(world_->size());
+    world_->barrier();
+    return c;
+  }
+  static Communicator* world_;
+};
+Communicator* GpuBranch::world_ = nullptr;
+
+TEST_F(GpuBranch, DataParallelMatchesTheCpuBranch) {
+  const Config cpu_cfg = config("cpu");
+  Config gpu_cfg = config("gpu");
+  gpu_cfg.train.precision = "bf16";  // the played device computes in fp32
+  ASSERT_EQ(Trainer(cpu_cfg, *world_).run(), 0);
+  Trainer trainer(gpu_cfg, *world_);
+  test::CpuPlayedGpu::copies = 0;
+  trainer.use_gpu(&test::make_cpu_played_gpu, [] { return true; });
+  ASSERT_EQ(trainer.run(), 0);
+  EXPECT_EQ(test::CpuPlayedGpu::dp_size, world_->size());
+  EXPECT_EQ(test::CpuPlayedGpu::copies, 2);  // on every rank, before the checkpoints of steps 3 and 6
+  world_->barrier();
+  if (world_->rank() == 0) test::expect_same_runs(cpu_cfg, gpu_cfg, {3, 6}, {3, 6});
+}
+
+TEST_F(GpuBranch, ExpertOrTensorParallelismOrZeroIsRefusedBeforeAnyWork) {
+  for (const char* set : {"parallel.ep", "parallel.tp", "parallel.zero"}) {
+    Config c = config("refused");
+    c.train.precision = "bf16";
+    if (std::string(set) == "parallel.ep") c.parallel.ep = world_->size();
+    if (std::string(set) == "parallel.tp") c.parallel.tp = world_->size();
+    if (std::string(set) == "parallel.zero") c.parallel.zero = 1;
+    Trainer trainer(c, *world_);
+    trainer.use_gpu(&test::make_cpu_played_gpu, [] { return true; });
+    const std::string msg = test::error_of([&] { trainer.run(); });
+    EXPECT_NE(msg.find(set), std::string::npos) << msg;
+    EXPECT_NE(msg.find("data parallelism only"), std::string::npos) << msg;
+    EXPECT_FALSE(std::filesystem::exists(c.run.out_dir)) << set;
+  }
+}
+
+}  // namespace
+}  // namespace moe
