@@ -1,7 +1,7 @@
 // One full training step of the model on the GPU against the CPU model in fp32: the cross-entropy,
-// the auxiliary losses and the gradient of every parameter after two micro-batches, for the model
-// variants the GPU path supports (every routing option except lbl_scope seq / global and
-// expert-bias updates, which it refuses with a message). Skipped without a GPU.
+// the auxiliary losses and the gradient of every parameter after two micro-batches, for model
+// variants covering every routing option (balancing losses of every lbl_scope, expert-bias
+// balancing over optimizer steps). Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,12 +23,13 @@ std::vector<test::ModelVariant> gpu_variants() {
       {"softmax_top2_micro", {}},
       {"one_layer", {"model.n_layers=1"}},
       {"dense_only", {"model.moe.num_experts=0"}},
-      {"sigmoid_top3_shared_zloss",
+      {"sigmoid_top3_shared_seq_zloss",
        {"model.moe.score=sigmoid", "model.moe.norm_topk=false", "model.moe.top_k=3", "model.moe.num_experts=6",
-        "model.moe.num_shared_experts=2", "model.moe.shared_expert_hidden=6", "model.moe.z_loss_coef=0.01"}},
-      {"capacity_tied_dense_pattern",
+        "model.moe.num_shared_experts=2", "model.moe.shared_expert_hidden=6", "model.moe.z_loss_coef=0.01",
+        "model.moe.lbl_scope=seq"}},
+      {"capacity_global_tied_dense_pattern",
        {"model.moe.capacity_factor=1.0", "model.tie_embeddings=true", "model.n_layers=3",
-        "model.moe.first_dense_layers=1", "model.moe.layer_freq=2"}},
+        "model.moe.first_dense_layers=1", "model.moe.layer_freq=2", "model.moe.lbl_scope=global"}},
       {"fine_grained_top4_of_8_gqa1",
        {"model.moe.num_experts=8", "model.moe.top_k=4", "model.moe.expert_hidden=8", "model.moe.capacity_factor=1.5",
         "model.moe.num_shared_experts=1", "model.n_kv_heads=1"}},
@@ -67,11 +68,14 @@ TEST_P(CudaModel, OneStepMatchesTheCpuModel) {
 INSTANTIATE_TEST_SUITE_P(Variants, CudaModel, ::testing::ValuesIn(gpu_variants()),
                          [](const auto& info) { return info.param.name; });
 
-// Three optimizer steps (norm, clipping, AdamW on the GPU in one launch each) track the CPU
-// trainer's components: losses, gradient norms and the final weights.
+// Three optimizer steps (norm, clipping, AdamW on the GPU in one launch each; the expert-bias update
+// and the global balancing counts at the end of each step) track the CPU trainer's components:
+// losses, gradient norms, expert loads, the final weights and expert biases.
 TEST(CudaModel, ThreeTrainingStepsTrackTheCpu) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
-  Config cfg = test::variant_config({"train", {"model.moe.num_shared_experts=1", "train.grad_clip=0.5"}});
+  Config cfg = test::variant_config({"train", {"model.moe.num_shared_experts=1", "train.grad_clip=0.5",
+                                               "model.moe.router.bias_update_rate=0.01", "model.moe.lbl_scope=global",
+                                               "model.moe.score=sigmoid"}});
   auto comm = make_local_communicator();
   Transformer cpu(cfg.model, comm.get());
   cpu.params().initialize(21);
@@ -86,10 +90,13 @@ TEST(CudaModel, ThreeTrainingStepsTrackTheCpu) {
     const double want_norm = global_grad_norm(cpu.params().params());
     clip_gradients(cpu.params().params(), want_norm, cfg.train.grad_clip);
     opt.step(1e-2);
+    const auto want_loads = cpu.expert_loads();
     cpu.end_step();
     gpu.zero_grad();
     MicroBatchLoss got = gpu.forward_backward(tokens.data(), targets.data(), B, S, 1.0f);
     const double got_norm = gpu.optimizer_step(cfg.optim, 1e-2, cfg.train.grad_clip);
+    EXPECT_EQ(gpu.expert_loads(), want_loads) << "step " << step + 1;
+    gpu.end_step();
     EXPECT_NEAR(got.ce + got.aux, want.ce + want.aux, 1e-4 * (want.ce + want.aux)) << "step " << step + 1;
     EXPECT_NEAR(got_norm, want_norm, 1e-4 * want_norm) << "step " << step + 1;
   }
@@ -101,6 +108,12 @@ TEST(CudaModel, ThreeTrainingStepsTrackTheCpu) {
       ASSERT_NEAR(q->value.data()[i], p->value.data()[i], 1e-4 + 1e-3 * std::fabs(p->value.data()[i]))
           << p->name << " element " << i;
   }
+  ASSERT_FALSE(cpu.params().buffers().empty());
+  for (Buffer* b : cpu.params().buffers())  // expert biases: +-rate steps from the same loads
+    EXPECT_EQ(test::max_abs_diff(from_gpu.params().find_buffer(b->name)->value.data(), b->value.data(),
+                                 b->value.numel()),
+              0.0)
+        << b->name;
 }
 
 // train.precision: bf16 (bf16 matmul operands and expert activations, fp32 accumulation, master
@@ -147,17 +160,6 @@ TEST(CudaModel, Bf16TrainingTracksFp32) {
   }
   EXPECT_LT(last32, 0.5 * first);
   EXPECT_LT(last16, 0.5 * first);
-}
-
-TEST(CudaModel, RefusesWhatTheGpuPathDoesNotDoYet) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
-  auto comm = make_local_communicator();
-  for (const char* set : {"model.moe.lbl_scope=global", "model.moe.router.bias_update_rate=0.01"}) {
-    Config cfg = test::variant_config({"refused", {set}});
-    Transformer cpu(cfg.model, comm.get());
-    const std::string msg = test::error_of([&] { gpu::GpuTransformer gpu(cfg.model, cpu.params()); });
-    EXPECT_NE(msg.find("not on the GPU yet"), std::string::npos) << set << ": " << msg;
-  }
 }
 
 }  // namespace

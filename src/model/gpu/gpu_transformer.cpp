@@ -2,6 +2,7 @@
 // CUDA twins of the kernels. Comments name the CPU function each part mirrors. Parameter accessors
 // and the matmul helpers: gpu_matmuls.cpp.
 #include "model/gpu/gpu_transformer.h"
+#include "model/gpu/gpu_block.h"
 
 #include <algorithm>
 #include <cmath>
@@ -25,59 +26,6 @@ namespace moe::gpu {
 
 using cuda::DeviceArray;
 
-namespace {
-
-template <class T>
-void ensure(DeviceArray<T>& a, int64_t n) {
-  if (int64_t(a.size()) != n) a = DeviceArray<T>(size_t(n));
-}
-
-// Device SwiGLU activations of one FFN (dense, shared experts, or the grouped experts' rows).
-struct FfnActs {
-  DeviceArray<float> g, u, h;
-  void resize(int64_t rows, int64_t F) {
-    ensure(g, rows * F);
-    ensure(u, rows * F);
-    ensure(h, rows * F);
-  }
-};
-
-// A profiler phase (core/profiler.h) that, with phase timing on, waits for the device at both ends
-// so that its wall time is the GPU time of the work launched inside it.
-class GpuPhase {
- public:
-  GpuPhase(const char* name, bool sync) : sync_(wait_if(sync)), scope_(name) {}
-  ~GpuPhase() { wait_if(sync_); }  // before scope_ closes
-
- private:
-  static bool wait_if(bool sync) {
-    if (sync) cuda::synchronize();
-    return sync;
-  }
-  bool sync_;
-  ScopedPhase scope_;
-};
-
-}  // namespace
-
-struct GpuTransformer::Block {
-  std::string prefix;
-  bool moe = false;
-  const float* x = nullptr;  // block input (an entry of acts_)
-  int64_t B = 0, S = 0, T = 0;
-  DeviceArray<float> a1, rstd1, q, k, v, o, lse, mid, a2, rstd2, tmp, dtmp, dq, dk, dv, dout_heads;
-  FfnActs dense, shared, experts;
-  // MoE state (MoeLayer): router outputs, order, expert rows
-  DeviceArray<float> logits, scores, probs, rlse, weights, dweights, dlogits, dprobs, dlse, xs, ye, shared_out;
-  DeviceArray<uint16_t> xs16, g16, u16, h16;  // bf16 mode: the experts' rows and activations in bf16
-  DeviceArray<int32_t> idx, row_token;
-  DeviceArray<int64_t> slot;
-  std::vector<int64_t> offsets;
-  std::vector<int64_t> load;  // copies per expert since take_expert_loads
-  int64_t rows = 0;
-  bool has_dprobs = false, has_dlse = false;
-};
-
 // The weights whose matmuls run in bf16 in bf16 mode: the LM head's (the embedding table when tied)
 // too; the router and the embedding lookup stay fp32.
 static bool bf16_matmul_weight(const std::string& name, bool tied) {
@@ -93,10 +41,6 @@ static bool bf16_matmul_weight(const std::string& name, bool tied) {
 GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16)
     : cfg_(cfg), bf16_(bf16), E_(cfg.moe.num_experts) {
   MOE_CHECK(cuda::available(), "GPU model: no CUDA device can be used");
-  MOE_CHECK(cfg.moe.num_experts == 0 || cfg.moe.lbl_scope == "micro",
-            "GPU model: model.moe.lbl_scope '" << cfg.moe.lbl_scope << "' is not on the GPU yet (micro only)");
-  MOE_CHECK(cfg.moe.router.bias_update_rate <= 0,
-            "GPU model: model.moe.router.bias_update_rate > 0 (expert-bias balancing) is not on the GPU yet");
   for (Param* p : host.params()) {
     MOE_CHECK(!p->sharded(), "GPU model: parameter " << p->name << " is sharded; the GPU model runs on one rank");
     const size_t n = size_t(p->value.numel());
@@ -192,23 +136,16 @@ void GpuTransformer::upload_moments(const std::string& name, const Tensor& m, co
   cuda::copy_to_device(it->second.v.data(), v.data(), sizeof(float) * it->second.v.size());
 }
 
-std::vector<std::pair<int, std::vector<int64_t>>> GpuTransformer::take_expert_loads() {
-  std::vector<std::pair<int, std::vector<int64_t>>> out;
-  for (size_t l = 0; l < blocks_.size(); ++l) {
-    if (!blocks_[l]->moe) continue;
-    std::vector<int64_t>& load = blocks_[l]->load;
-    load.resize(size_t(E_), 0);
-    out.emplace_back(int(l), load);
-    std::fill(load.begin(), load.end(), 0);
-  }
-  return out;
-}
-
 void GpuTransformer::download_values(ParamStore& host) const {
   for (Param* p : host.params()) {
     auto it = params_.find(p->name);
     MOE_CHECK(it != params_.end(), "GPU model: no parameter " << p->name);
     cuda::copy_to_host(p->value.data(), it->second.value.data(), sizeof(float) * p->value.numel());
+  }
+  for (Buffer* b : host.buffers()) {
+    auto it = buffers_.find(b->name);
+    MOE_CHECK(it != buffers_.end(), "GPU model: no buffer " << b->name);
+    cuda::copy_to_host(b->value.data(), it->second.data(), sizeof(float) * b->value.numel());
   }
 }
 
@@ -318,30 +255,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
         ensure(b.row_token, T * K);
         b.rows = cuda::moe_order(b.idx.data(), T, K, E, cap.empty() ? nullptr : cap.data(), counts.data(),
                                  b.offsets.data(), b.slot.data(), b.row_token.data());
-        b.load.resize(size_t(E), 0);
-        for (int64_t e = 0; e < E; ++e) b.load[size_t(e)] += counts[size_t(e)];
-        // balancing losses (MoeLayer::balancing_losses, lbl_scope micro): values on the host
-        b.has_dprobs = mc.aux_loss_coef > 0;
-        if (b.has_dprobs) {
-          const double coef = mc.aux_loss_coef * double(E);
-          std::vector<float> probs = b.probs.download(), dprobs(static_cast<size_t>(T * E));
-          for (int64_t i = 0; i < T; ++i)
-            for (int64_t e = 0; e < E; ++e) {
-              const double f = double(counts[e]) / double(K * T);
-              loss.aux += coef * f * probs[i * E + e] / double(T);
-              dprobs[i * E + e] = float(coef * f / double(T) * grad_scale);
-            }
-          b.dprobs = DeviceArray<float>(dprobs);
-        }
-        b.has_dlse = mc.z_loss_coef > 0;
-        if (b.has_dlse) {
-          std::vector<float> lse = b.rlse.download(), dlse(static_cast<size_t>(T));
-          for (int64_t i = 0; i < T; ++i) {
-            loss.aux += mc.z_loss_coef * double(lse[i]) * lse[i] / double(T);
-            dlse[i] = float(mc.z_loss_coef * 2.0 * lse[i] / double(T) * grad_scale);
-          }
-          b.dlse = DeviceArray<float>(dlse);
-        }
+        if (backward) balancing_losses(b, counts, B, S, grad_scale, loss);  // as the CPU: training only
       }
       {  // gather, grouped experts (GroupedExperts::forward), unorder
         GpuPhase phase("experts_fwd", phase_timing_);

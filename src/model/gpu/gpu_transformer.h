@@ -1,9 +1,10 @@
-// The transformer of SPEC section 1 on one GPU, fp32: the same forward and backward as
+// The transformer of SPEC section 1 on one GPU, fp32 or bf16: the same forward and backward as
 // src/model/transformer.cpp, through the CUDA kernels (kernels/cuda/), with parameters, gradients
-// and activations in device memory. One rank for now (no tp / ep), and the routing options the
-// CPU model has except lbl_scope seq / global and expert-bias updates, which are refused with a
-// message. Its test runs one step against the CPU model (tests/cuda/test_cuda_model.cpp).
-// Plain C++: only kernels/*.h and kernels/cuda/device.h are needed, no CUDA headers.
+// and activations in device memory. No tp / ep (data parallelism: several replicas, gradients
+// summed over a device communicator); every routing option of the CPU model, balancing losses of
+// every lbl_scope and expert-bias updates included. Its tests run it against the CPU model
+// (tests/cuda/test_cuda_model.cpp). Plain C++: only kernels/*.h and kernels/cuda/device.h are
+// needed, no CUDA headers.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -63,10 +64,18 @@ class GpuTransformer {
   void upload_moments(const std::string& name, const Tensor& m, const Tensor& v);
   int64_t optimizer_steps() const { return optimizer_steps_; }
   void set_optimizer_steps(int64_t n) { optimizer_steps_ = n; }
-  // Tokens routed to each expert (copies before capacity dropping) since the last call, per MoE
-  // layer: Transformer::expert_loads's semantics. Resets the counts.
-  std::vector<std::pair<int, std::vector<int64_t>>> take_expert_loads();
-  // Device gradients / values -> the host store (assigned), by parameter name.
+  // Data parallelism: the host communicator over whose ranks a step's micro-batches are spread (the
+  // dp group; nullptr: this rank alone). Each training micro-batch's expert counts are summed over
+  // it (lbl_scope global, expert-bias updates and the loads below see the global batch), as
+  // MoeLayer does over its token group.
+  void set_token_group(Communicator* group) { token_group_ = group; }
+  // Tokens routed to each expert (copies before capacity dropping) in this step's training
+  // micro-batches, summed over the token group, per MoE layer: Transformer::expert_loads.
+  std::vector<std::pair<int, std::vector<int64_t>>> expert_loads() const;
+  // After the optimizer step (Transformer::end_step): the expert-bias update from the step's loads
+  // (model.moe.router.bias_update_rate > 0), then the step's counts reset.
+  void end_step();
+  // Device gradients / values (parameters and buffers) -> the host store (assigned), by name.
   void download_grads(ParamStore& host) const;
   void download_values(ParamStore& host) const;
   // Phase timing: each phase (the profiler's names: attention_fwd, experts_bwd, ...) waits for the
@@ -130,6 +139,11 @@ class GpuTransformer {
   int64_t optimizer_steps_ = 0;
   // overlapped gradient sums (set_grad_sync): parameters by layer (-1: outside the layers)
   void start_grad_sync(int layer);
+  // MoeLayer::balancing_losses for block b: adds lbl and z to loss.aux and leaves their gradients
+  // (times grad_scale) in b.dprobs / b.dlse; counts: this micro-batch's copies per expert.
+  void balancing_losses(Block& b, const std::vector<int64_t>& counts, int64_t B, int64_t S, float grad_scale,
+                        MicroBatchLoss& loss);
+  Communicator* token_group_ = nullptr;
   Communicator* sync_comm_ = nullptr;
   std::map<int, std::vector<DevParam*>> sync_groups_;
   std::vector<std::unique_ptr<PendingOp>> pending_sync_;

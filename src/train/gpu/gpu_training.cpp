@@ -29,6 +29,7 @@ class CudaTraining : public GpuTraining {
                          cuda::device_name().c_str()));
     }
     model_ = std::make_unique<gpu::GpuTransformer>(cfg.model, host.params(), bf16_);
+    model_->set_token_group(&dp_);
     const auto& params = optim.params();
     for (size_t i = 0; i < params.size(); ++i)
       model_->upload_moments(params[i]->name, optim.moment(i, 0), optim.moment(i, 1));
@@ -69,16 +70,14 @@ class CudaTraining : public GpuTraining {
                                                                    << "): lower optim.lr or check the data");
     r.lr = learning_rate(cfg_.optim, cfg_.train.steps, int(step + 1));
     r.grad_norm = model_->optimizer_step(cfg_.optim, r.lr, cfg_.train.grad_clip);
-    r.expert_load = model_->take_expert_loads();
+    r.expert_load = model_->expert_loads();
+    model_->end_step();
     return r;
   }
 
   double validation_ce(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S) override {
-    // forward only; grad_scale 0: the fused LM head adds zeros. The expert loads it counts are not
-    // the training step's.
-    const double ce = model_->forward_backward(tokens, targets, B, S, 0.0f, /*backward=*/false).ce;
-    model_->take_expert_loads();
-    return ce;
+    // forward only (no balancing losses, no expert counts); grad_scale 0: the fused LM head adds zeros
+    return model_->forward_backward(tokens, targets, B, S, 0.0f, /*backward=*/false).ce;
   }
 
   void to_host(Transformer& host, AdamW& optim) override {

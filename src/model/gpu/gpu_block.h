@@ -1,0 +1,66 @@
+// GpuTransformer's internals shared by its source files (gpu_transformer.cpp: forward and
+// backward; gpu_moe_stats.cpp: the balancing losses and the per-step MoE statistics): the state of
+// one transformer block on the device, and the phase scope of the GPU timing. Not for other users.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/profiler.h"
+#include "kernels/cuda/device.h"
+#include "model/gpu/gpu_transformer.h"
+
+namespace moe::gpu {
+
+using cuda::DeviceArray;
+
+template <class T>
+void ensure(DeviceArray<T>& a, int64_t n) {
+  if (int64_t(a.size()) != n) a = DeviceArray<T>(size_t(n));
+}
+
+// Device SwiGLU activations of one FFN (dense, shared experts, or the grouped experts' rows).
+struct FfnActs {
+  DeviceArray<float> g, u, h;
+  void resize(int64_t rows, int64_t F) {
+    ensure(g, rows * F);
+    ensure(u, rows * F);
+    ensure(h, rows * F);
+  }
+};
+
+// A profiler phase (core/profiler.h) that, with phase timing on, waits for the device at both ends
+// so that its wall time is the GPU time of the work launched inside it.
+class GpuPhase {
+ public:
+  GpuPhase(const char* name, bool sync) : sync_(wait_if(sync)), scope_(name) {}
+  ~GpuPhase() { wait_if(sync_); }  // before scope_ closes
+
+ private:
+  static bool wait_if(bool sync) {
+    if (sync) cuda::synchronize();
+    return sync;
+  }
+  bool sync_;
+  ScopedPhase scope_;
+};
+
+struct GpuTransformer::Block {
+  std::string prefix;
+  bool moe = false;
+  const float* x = nullptr;  // block input (an entry of acts_)
+  int64_t B = 0, S = 0, T = 0;
+  DeviceArray<float> a1, rstd1, q, k, v, o, lse, mid, a2, rstd2, tmp, dtmp, dq, dk, dv, dout_heads;
+  FfnActs dense, shared, experts;
+  // MoE state (MoeLayer): router outputs, order, expert rows
+  DeviceArray<float> logits, scores, probs, rlse, weights, dweights, dlogits, dprobs, dlse, xs, ye, shared_out;
+  DeviceArray<uint16_t> xs16, g16, u16, h16;  // bf16 mode: the experts' rows and activations in bf16
+  DeviceArray<int32_t> idx, row_token;
+  DeviceArray<int64_t> slot;
+  std::vector<int64_t> offsets;
+  std::vector<int64_t> step_counts;  // copies per expert in this step, summed over the token group
+  int64_t step_tokens = 0;           // tokens behind step_counts
+  int64_t rows = 0;
+  bool has_dprobs = false, has_dlse = false;
+};
+
+}  // namespace moe::gpu
