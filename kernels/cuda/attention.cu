@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <cmath>
+#include <vector>
 
 #include "kernels/attention.h"
 #include "kernels/cuda/cuda_check.h"
@@ -319,6 +321,23 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
     backward<float>(q, k, v, out, lse, dout, dq, dk, dv, s, false, stream);
 }
 
+namespace {
+
+// ||a - b|| / ||b|| over n device floats
+double relative_l2(const float* a, const float* b, int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
+  copy_to_host(x.data(), a, sizeof(float) * size_t(n));
+  copy_to_host(y.data(), b, sizeof(float) * size_t(n));
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = double(x[size_t(i)]) - y[size_t(i)];
+    num += d * d, den += double(y[size_t(i)]) * y[size_t(i)];
+  }
+  return std::isfinite(num) ? std::sqrt(num / std::max(den, 1e-30)) : INFINITY;
+}
+
+}  // namespace
+
 AttentionChoice choose_attention_kernel(int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t hd) {
   AttentionChoice choice;
   if (B * S == 0) return choice;
@@ -327,21 +346,32 @@ AttentionChoice choose_attention_kernel(int64_t B, int64_t S, int64_t H, int64_t
   float* k = static_cast<float*>(random_device(nkv, false, 12));
   float* v = static_cast<float*>(random_device(nkv, false, 13));
   float* dout = static_cast<float*>(random_device(nq, false, 14));
-  float *out = static_cast<float*>(device_alloc(sizeof(float) * nq)), *lse = static_cast<float*>(device_alloc(sizeof(float) * nl)),
-        *dq = static_cast<float*>(device_alloc(sizeof(float) * nq)), *dk = static_cast<float*>(device_alloc(sizeof(float) * nkv)),
-        *dv = static_cast<float*>(device_alloc(sizeof(float) * nkv));
-  auto run = [&](AttentionKernel kernel) {
+  struct Outputs {  // out, lse, dq, dk, dv of one implementation
+    float* p[5];
+    int64_t n[5];
+  };
+  auto outputs = [&] {
+    Outputs o{{}, {nq, nl, nq, nkv, nkv}};
+    for (int i = 0; i < 5; ++i) o.p[i] = static_cast<float*>(device_alloc(sizeof(float) * size_t(o.n[i])));
+    return o;
+  };
+  Outputs blocked = outputs(), fused = outputs();
+  auto run = [&](AttentionKernel kernel, Outputs& o) {
     return median_ms([&] {
-      attention_forward(q, k, v, out, lse, B, S, H, Hkv, hd, true, kernel);
-      attention_backward(q, k, v, out, lse, dout, dq, dk, dv, B, S, H, Hkv, hd, true, kernel);
+      attention_forward(q, k, v, o.p[0], o.p[1], B, S, H, Hkv, hd, true, kernel);
+      attention_backward(q, k, v, o.p[0], o.p[1], dout, o.p[2], o.p[3], o.p[4], B, S, H, Hkv, hd, true, kernel);
     });
   };
-  choice.blocked_ms = run(AttentionKernel::kBlocked);
+  choice.blocked_ms = run(AttentionKernel::kBlocked, blocked);
   if (fused_supports(hd)) {
-    choice.fused_ms = run(AttentionKernel::kFused);
-    if (choice.fused_ms < choice.blocked_ms) choice.kernel = AttentionKernel::kFused;
+    choice.fused_ms = run(AttentionKernel::kFused, fused);
+    for (int i = 0; i < 5; ++i)
+      choice.fused_rel_error = std::max(choice.fused_rel_error, relative_l2(fused.p[i], blocked.p[i], blocked.n[i]));
+    if (choice.fused_ms < choice.blocked_ms && choice.fused_rel_error < 2e-2) choice.kernel = AttentionKernel::kFused;
   }
-  for (float* p : {q, k, v, dout, out, lse, dq, dk, dv}) device_free(p);
+  for (float* p : {q, k, v, dout}) device_free(p);
+  for (Outputs* o : {&blocked, &fused})
+    for (float* p : o->p) device_free(p);
   return choice;
 }
 

@@ -72,8 +72,9 @@ int run(int argc, char** argv) {
   if (bf16) {
     const cuda::AttentionChoice& ac = model->attention_choice();
     std::printf("attention (forward + backward of one layer), measured at the first step: blocked %.2f ms, fused "
-                "%.2f ms -> %s\n",
-                ac.blocked_ms, ac.fused_ms, ac.kernel == cuda::AttentionKernel::kFused ? "fused" : "blocked");
+                "%.2f ms (relative difference %.1e) -> %s\n",
+                ac.blocked_ms, ac.fused_ms, ac.fused_rel_error,
+                ac.kernel == cuda::AttentionKernel::kFused ? "fused" : "blocked");
   }
   if (cfg.model.moe.num_experts > 0) {
     const cuda::GroupedChoice& gc = model->grouped_choice();
