@@ -29,9 +29,29 @@ std::string device_name() {
   return prop.name;
 }
 
+namespace {
+
+// An allocation the GPU cannot hold: what was asked, what is free, and what to change.
+void check_allocation(cudaError_t e, size_t bytes, const char* call) {
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear it
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    MOE_THROW("GPU out of memory: " << call << " of " << bytes / 1048576 << " MiB with " << free_bytes / 1048576
+                                    << " MiB free of " << total / 1048576 << " MiB on " << device_name()
+                                    << ". The model keeps 18 bytes per parameter on each GPU (fp32 weight, gradient "
+                                       "and two AdamW moments, a bf16 copy) plus activations that grow with "
+                                       "train.micro_batch x train.seq_len: lower train.micro_batch (train.global_batch "
+                                       "stays, through more accumulation steps) or the model size");
+  }
+  MOE_CHECK(e == cudaSuccess, "CUDA: " << call << " of " << bytes << " bytes failed: " << cudaGetErrorString(e));
+}
+
+}  // namespace
+
 void* device_alloc(size_t bytes) {
   void* p = nullptr;
-  MOE_CUDA_CHECK(cudaMalloc(&p, bytes));
+  check_allocation(cudaMalloc(&p, bytes), bytes, "cudaMalloc");
   return p;
 }
 
@@ -51,7 +71,7 @@ void* stream_alloc(size_t bytes, Stream stream) {
   }();
   (void)pool_kept;
   void* p = nullptr;
-  MOE_CUDA_CHECK(cudaMallocAsync(&p, bytes, stream));
+  check_allocation(cudaMallocAsync(&p, bytes, stream), bytes, "cudaMallocAsync");
   return p;
 }
 

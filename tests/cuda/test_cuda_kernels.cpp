@@ -354,6 +354,21 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
                                   "_Hkv" + std::to_string(a.Hkv) + "_hd" + std::to_string(a.hd);
                          });
 
+TEST(CudaKernels, OutOfMemorySaysWhatToChange) {
+  REQUIRE_GPU();
+  const size_t huge = size_t(1) << 50;  // 1 PiB
+  for (bool in_stream_order : {false, true}) {
+    const std::string msg = test::error_of([&] {
+      void* p = in_stream_order ? cuda::stream_alloc(huge, nullptr) : cuda::device_alloc(huge);
+      cuda::device_free(p);
+    });
+    EXPECT_NE(msg.find("GPU out of memory"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("train.micro_batch"), std::string::npos) << msg;
+  }
+  DeviceArray<float> still_works(std::vector<float>{1.0f, 2.0f});  // the error is not sticky
+  EXPECT_EQ(still_works.download()[1], 2.0f);
+}
+
 TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
   REQUIRE_GPU();
   const int64_t M = 67, N = 48, K = 40;
