@@ -36,6 +36,30 @@ __host__ __device__ constexpr int padded() {
   return HD + 8;  // shared tile row stride (warp_mma.cuh)
 }
 
+// Tile `it` of K and V (rows it * 64 ..) into stage it % 2 of `stages` (K, then V) and commits the
+// group: the pipeline of flash_fwd and flash_bwd_q.
+template <int HD>
+__device__ __forceinline__ void load_kv_stage(const bf16* k, const bf16* v, int64_t it, int64_t S, bf16* stages) {
+  constexpr int kElems = kTile * padded<HD>();
+  bf16* st = stages + (it & 1) * 2 * kElems;
+  mma::async_rows<HD, kTile, kThreads>(k, it * kTile, S, st);
+  mma::async_rows<HD, kTile, kThreads>(v, it * kTile, S, st + kElems);
+  mma::cp_async_commit();
+}
+
+// The top of iteration `it` of a two-stage pipeline: starts the copies of tile it + 1 (load(it + 1),
+// committed by it), waits for tile it's, and makes them visible to the whole block.
+template <class Load>
+__device__ __forceinline__ void next_tile(int64_t it, int64_t tiles, const Load& load) {
+  if (it + 1 < tiles) {
+    load(it + 1);
+    mma::cp_async_wait<1>();
+  } else {
+    mma::cp_async_wait<0>();
+  }
+  __syncthreads();
+}
+
 template <int HD>
 constexpr size_t fwd_smem() {
   return size_t(5) * kTile * padded<HD>() * sizeof(bf16);  // Q, two stages of K and V
@@ -52,12 +76,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd(const bf16* qh, const bf16
   const int warp = threadIdx.x / 32;
   const int64_t row0 = q0 + warp * 16;  // the warp's first query
   const int64_t tiles = (min(S, q0 + kTile) + kTile - 1) / kTile;
-  auto load_kv = [&](int64_t it) {
-    bf16* st = stages + (it & 1) * 2 * kElems;
-    mma::async_rows<HD, kTile, kThreads>(kh + base, it * kTile, S, st);
-    mma::async_rows<HD, kTile, kThreads>(vh + base, it * kTile, S, st + kElems);
-    mma::cp_async_commit();
-  };
+  auto load_kv = [&](int64_t it) { load_kv_stage<HD>(kh + base, vh + base, it, S, stages); };
   mma::async_rows<HD, kTile, kThreads>(qh + base, q0, S, Qs);
   load_kv(0);  // Q travels in the first group
 
@@ -65,13 +84,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd(const bf16* qh, const bf16
   float o[HD / 8][4] = {};
   float m[2] = {kMasked, kMasked}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l: this lane's columns
   for (int64_t it = 0; it < tiles; ++it) {
-    if (it + 1 < tiles) {
-      load_kv(it + 1);
-      mma::cp_async_wait<1>();
-    } else {
-      mma::cp_async_wait<0>();
-    }
-    __syncthreads();
+    next_tile(it, tiles, load_kv);
     const bf16* Ks = stages + (it & 1) * 2 * kElems;
     const bf16* Vs = Ks + kElems;
     const int64_t k0 = it * kTile;
@@ -181,13 +194,7 @@ __global__ void __launch_bounds__(kThreads)
   const float sl2 = scale * kLog2e;
   float dk[HD / 8][4] = {}, dv[HD / 8][4] = {};
   for (int64_t it = 0; it < tiles; ++it) {
-    if (it + 1 < tiles) {
-      load_q(it + 1);
-      mma::cp_async_wait<1>();
-    } else {
-      mma::cp_async_wait<0>();
-    }
-    __syncthreads();
+    next_tile(it, tiles, load_q);
     const bf16* Qs = stages + (it & 1) * 2 * kQElems;
     const bf16* Ds = Qs + kQElems;
     const float* lse_s = stats + (it & 1) * 2 * QN;
@@ -239,12 +246,7 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32;
   const int64_t row0 = q0 + warp * 16;
   const int64_t tiles = (min(S, q0 + kTile) + kTile - 1) / kTile;
-  auto load_kv = [&](int64_t it) {
-    bf16* st = stages + (it & 1) * 2 * kElems;
-    mma::async_rows<HD, kTile, kThreads>(kh + base, it * kTile, S, st);
-    mma::async_rows<HD, kTile, kThreads>(vh + base, it * kTile, S, st + kElems);
-    mma::cp_async_commit();
-  };
+  auto load_kv = [&](int64_t it) { load_kv_stage<HD>(kh + base, vh + base, it, S, stages); };
   mma::async_rows<HD, kTile, kThreads>(qh + base, q0, S, Qs);
   mma::async_rows<HD, kTile, kThreads>(doh + base, q0, S, Ds);
   load_kv(0);  // Q and dO travel in the first group
@@ -259,13 +261,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   float dq[HD / 8][4] = {};
   for (int64_t it = 0; it < tiles; ++it) {
-    if (it + 1 < tiles) {
-      load_kv(it + 1);
-      mma::cp_async_wait<1>();
-    } else {
-      mma::cp_async_wait<0>();
-    }
-    __syncthreads();
+    next_tile(it, tiles, load_kv);
     const bf16* Ks = stages + (it & 1) * 2 * kElems;
     const bf16* Vs = Ks + kElems;
     const int64_t k0 = it * kTile;
