@@ -18,22 +18,11 @@
 namespace moe {
 namespace {
 
+// The CPU whole-model tests' variants (every routing option), and a one-layer model.
 std::vector<test::ModelVariant> gpu_variants() {
-  return {
-      {"softmax_top2_micro", {}},
-      {"one_layer", {"model.n_layers=1"}},
-      {"dense_only", {"model.moe.num_experts=0"}},
-      {"sigmoid_top3_shared_seq_zloss",
-       {"model.moe.score=sigmoid", "model.moe.norm_topk=false", "model.moe.top_k=3", "model.moe.num_experts=6",
-        "model.moe.num_shared_experts=2", "model.moe.shared_expert_hidden=6", "model.moe.z_loss_coef=0.01",
-        "model.moe.lbl_scope=seq"}},
-      {"capacity_global_tied_dense_pattern",
-       {"model.moe.capacity_factor=1.0", "model.tie_embeddings=true", "model.n_layers=3",
-        "model.moe.first_dense_layers=1", "model.moe.layer_freq=2", "model.moe.lbl_scope=global"}},
-      {"fine_grained_top4_of_8_gqa1",
-       {"model.moe.num_experts=8", "model.moe.top_k=4", "model.moe.expert_hidden=8", "model.moe.capacity_factor=1.5",
-        "model.moe.num_shared_experts=1", "model.n_kv_heads=1"}},
-  };
+  std::vector<test::ModelVariant> v = test::model_variants();
+  v.push_back({"one_layer", {"model.n_layers=1"}});
+  return v;
 }
 
 class CudaModel : public ::testing::TestWithParam<test::ModelVariant> {};
