@@ -57,6 +57,8 @@ struct GpuTransformer::Block {
   DeviceArray<int32_t> idx, row_token;
   DeviceArray<int64_t> slot;
   std::vector<int64_t> offsets;
+  std::vector<float> probs_host, lse_host;  // router outputs the balancing losses read on the host
+  std::vector<int32_t> idx_host;
   std::vector<int64_t> step_counts;  // copies per expert in this step, summed over the token group
   int64_t step_tokens = 0;           // tokens behind step_counts
   int64_t rows = 0;

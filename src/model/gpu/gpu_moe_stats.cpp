@@ -1,7 +1,8 @@
 // GpuTransformer's MoE statistics (MoeLayer::balancing_losses and end_step on the GPU model): the
-// balancing losses of every lbl_scope, computed on the host from the router's [T, E] outputs (a
-// small download per MoE layer), the per-step expert counts summed over the token group, and the
-// expert-bias update at the end of a step.
+// balancing losses of every lbl_scope, computed on the host from the router's [T, E] outputs
+// (downloaded while the device is idle after the order stage; the host work then overlaps the
+// experts' GEMMs), the per-step expert counts summed over the token group, and the expert-bias
+// update at the end of a step.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -12,6 +13,13 @@
 #include "model/gpu/gpu_transformer.h"
 
 namespace moe::gpu {
+
+void GpuTransformer::fetch_balancing_inputs(Block& b) {
+  const auto& mc = cfg_.moe;
+  if (mc.aux_loss_coef > 0) b.probs_host = b.probs.download();
+  if (mc.aux_loss_coef > 0 && mc.lbl_scope == "seq") b.idx_host = b.idx.download();
+  if (mc.z_loss_coef > 0) b.lse_host = b.rlse.download();
+}
 
 void GpuTransformer::balancing_losses(Block& b, const std::vector<int64_t>& counts, int64_t B, int64_t S,
                                       float grad_scale, MicroBatchLoss& loss) {
@@ -30,11 +38,11 @@ void GpuTransformer::balancing_losses(Block& b, const std::vector<int64_t>& coun
   b.has_dprobs = mc.aux_loss_coef > 0;
   if (b.has_dprobs) {
     const double coef = mc.aux_loss_coef * double(E);
-    const std::vector<float> probs = b.probs.download();
+    const std::vector<float>& probs = b.probs_host;
     std::vector<float> dprobs(static_cast<size_t>(T * E));
     double lbl = 0;
     if (mc.lbl_scope == "seq") {  // per sequence: counts over the sequence, averaged over the sequences
-      const std::vector<int32_t> idx = b.idx.download();
+      const std::vector<int32_t>& idx = b.idx_host;
       std::vector<int64_t> c(size_t(B * E), 0);
       for (int64_t i = 0; i < T; ++i)
         for (int64_t j = 0; j < K; ++j) c[size_t((i / S) * E + idx[size_t(i * K + j)])]++;
@@ -58,11 +66,12 @@ void GpuTransformer::balancing_losses(Block& b, const std::vector<int64_t>& coun
         }
     }
     loss.aux += lbl;
-    b.dprobs = DeviceArray<float>(dprobs);
+    ensure(b.dprobs, T * E);  // allocated once: no cudaMalloc / cudaFree per micro-batch
+    b.dprobs.upload(dprobs);
   }
   b.has_dlse = mc.z_loss_coef > 0;
   if (b.has_dlse) {
-    const std::vector<float> lse = b.rlse.download();
+    const std::vector<float>& lse = b.lse_host;
     std::vector<float> dlse(static_cast<size_t>(T));
     double z = 0;
     for (int64_t i = 0; i < T; ++i) {
@@ -71,7 +80,8 @@ void GpuTransformer::balancing_losses(Block& b, const std::vector<int64_t>& coun
       dlse[size_t(i)] = float(mc.z_loss_coef * 2.0 * l / double(T) * grad_scale);
     }
     loss.aux += z;
-    b.dlse = DeviceArray<float>(dlse);
+    ensure(b.dlse, T);
+    b.dlse.upload(dlse);
   }
 }
 

@@ -244,18 +244,18 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
                              mc.norm_topk, b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
                              b.weights.data());
       }
-      {  // order (capacity: MoeLayer::capacities on one rank) and the balancing losses
+      std::vector<int64_t> counts(E);  // copies per expert before capacity dropping
+      {  // order (capacity: MoeLayer::capacities on one rank)
         GpuPhase phase("moe_order", phase_timing_);
         std::vector<int64_t> cap;
         if (mc.capacity_factor > 0)
           cap.assign(E, int64_t(std::ceil(mc.capacity_factor * double(K) * double(T) / double(E))));
-        std::vector<int64_t> counts(E);
         b.offsets.assign(E + 1, 0);
         ensure(b.slot, T * K);
         ensure(b.row_token, T * K);
         b.rows = cuda::moe_order(b.idx.data(), T, K, E, cap.empty() ? nullptr : cap.data(), counts.data(),
                                  b.offsets.data(), b.slot.data(), b.row_token.data());
-        if (backward) balancing_losses(b, counts, B, S, grad_scale, loss);  // as the CPU: training only
+        if (backward) fetch_balancing_inputs(b);  // the device is idle here (moe_order waited for it)
       }
       {  // gather, grouped experts (GroupedExperts::forward), unorder
         GpuPhase phase("experts_fwd", phase_timing_);
@@ -280,6 +280,10 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
           grouped_fwd(off, b.experts.h.data(), Fe, p + "/moe/experts/w2", D, b.ye.data());
         }
         cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.tmp.data());
+      }
+      if (backward) {  // as the CPU: training only; on the host while the device runs the experts
+        GpuPhase phase("router_fwd", phase_timing_);
+        balancing_losses(b, counts, B, S, grad_scale, loss);
       }
       if (Fs > 0) {
         GpuPhase phase("shared_ffn_fwd", phase_timing_);

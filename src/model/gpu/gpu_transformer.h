@@ -139,8 +139,11 @@ class GpuTransformer {
   int64_t optimizer_steps_ = 0;
   // overlapped gradient sums (set_grad_sync): parameters by layer (-1: outside the layers)
   void start_grad_sync(int layer);
-  // MoeLayer::balancing_losses for block b: adds lbl and z to loss.aux and leaves their gradients
-  // (times grad_scale) in b.dprobs / b.dlse; counts: this micro-batch's copies per expert.
+  // MoeLayer::balancing_losses for block b, in two parts: the router outputs it needs copied to the
+  // host (after the order stage), then, on the host while the experts run, lbl and z added to
+  // loss.aux and their gradients (times grad_scale) left in b.dprobs / b.dlse; counts: this
+  // micro-batch's copies per expert.
+  void fetch_balancing_inputs(Block& b);
   void balancing_losses(Block& b, const std::vector<int64_t>& counts, int64_t B, int64_t S, float grad_scale,
                         MicroBatchLoss& loss);
   Communicator* token_group_ = nullptr;
