@@ -15,9 +15,8 @@ int CpuPlayedGpu::copies = 0;
 int CpuPlayedGpu::dp_size = 0;
 
 CpuPlayedGpu::CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp)
-    : local_(make_local_communicator()),
-      groups_(ParallelGroups::build(dp, cfg)),
-      model_(cfg.model, local_.get()),
+    : groups_(ParallelGroups::build(dp, cfg)),
+      model_(cfg.model, MoeGroups(groups_.world, groups_.ep.get(), groups_.tp.get())),
       optim_(cfg.optim, model_.params().params()),
       runner_(cfg, groups_, model_, optim_) {
   dp_size = dp.size();
@@ -61,6 +60,12 @@ void expect_same_runs(const Config& a, const Config& b, const std::vector<int>& 
         EXPECT_EQ(x, y) << key << " in line " << i + 1;
       }
     }
+    auto loads = [](const std::string& line) {  // "expert_load": {"0": [...], ...}
+      const auto at = line.find("\"expert_load\"");
+      return at == std::string::npos ? std::string() : line.substr(at, line.find('}', at) - at);
+    };
+    EXPECT_EQ(loads(la[i]), loads(lb[i])) << "line " << i + 1;
+    EXPECT_FALSE(loads(lb[i]).empty()) << "line " << i + 1;
     const bool evaluated = std::count(eval_steps.begin(), eval_steps.end(), int(i + 1)) > 0;
     EXPECT_EQ(std::isnan(json_number(lb[i], "val_loss")), !evaluated) << "evaluation at step " << i + 1;
   }

@@ -19,7 +19,8 @@ namespace moe::test {
 
 class CpuPlayedGpu : public GpuTraining {
  public:
-  // A replica of the host model and optimizer state; StepRunner over `dp` (tp = ep = 1).
+  // A replica of the host model and optimizer state; its token group and StepRunner over `dp`
+  // (tp = ep = 1), as the Trainer's CPU branch builds them.
   CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp);
   StepResult run(int64_t step, const BatchFiller& fill) override { return runner_.run(step, fill); }
   double validation_ce(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S) override;
@@ -30,7 +31,6 @@ class CpuPlayedGpu : public GpuTraining {
   static int dp_size;  // the size of the last dp group a CpuPlayedGpu was made with
 
  private:
-  std::unique_ptr<Communicator> local_;
   ParallelGroups groups_;
   Transformer model_;
   AdamW optim_;
@@ -40,9 +40,9 @@ class CpuPlayedGpu : public GpuTraining {
 // The GpuTrainingFactory that makes a CpuPlayedGpu.
 std::unique_ptr<GpuTraining> make_cpu_played_gpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp);
 
-// Two Trainer runs (a: the reference) logged the same loss, grad_norm and val_loss at every step
-// (bit for bit; val_loss at the steps in eval_steps only), and wrote bit-identical weights and the
-// same update count in the checkpoints of ckpt_steps.
+// Two Trainer runs (a: the reference) logged the same loss, grad_norm, val_loss and expert loads at
+// every step (bit for bit; val_loss at the steps in eval_steps only), and wrote bit-identical
+// weights and the same update count in the checkpoints of ckpt_steps.
 void expect_same_runs(const Config& a, const Config& b, const std::vector<int>& eval_steps,
                       const std::vector<int>& ckpt_steps);
 

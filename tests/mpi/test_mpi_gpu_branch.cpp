@@ -29,6 +29,7 @@ class GpuBranch : public ::testing::Test {
     world_->barrier();
     Config c = test::tiny_config(dir, world_->rank() == 0);
     c.train.micro_batch = 8 / world_->size();  // global batch 8: one micro-batch per rank at 2 and 4 ranks
+    c.model.moe.lbl_scope = "global";  // the balancing counts summed over the dp ranks
     c.train.eval_every = 3;
     c.checkpoint.every = 3;
     c.finalize(world_->size());
