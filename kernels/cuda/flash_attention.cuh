@@ -83,13 +83,15 @@ __global__ void __launch_bounds__(kThreads) flash_fwd(const bf16* qh, const bf16
   const float sl2 = scale * kLog2e;  // scores -> the exp2 domain
   float o[HD / 8][4] = {};
   float m[2] = {kMasked, kMasked}, l[2] = {0.0f, 0.0f};  // rows g and g + 8; l: this lane's columns
+  uint32_t qf[HD / 16][4];  // the warp's Q rows as A fragments, loaded with the first tile
   for (int64_t it = 0; it < tiles; ++it) {
     next_tile(it, tiles, load_kv);
+    if (it == 0) mma::load_a_rows<HD>(Qs + warp * 16 * LD, qf);
     const bf16* Ks = stages + (it & 1) * 2 * kElems;
     const bf16* Vs = Ks + kElems;
     const int64_t k0 = it * kTile;
     float s[kTile / 8][4];
-    mma::rows_times_rows<HD, kTile>(Qs + warp * 16 * LD, Ks, s);
+    mma::frags_times_rows<HD, kTile>(qf, Ks, s);
     const bool edge = k0 + kTile - 1 > row0 || k0 + kTile > S;  // some key is past some row's query or past S
     float mx[2] = {kMasked, kMasked};
 #pragma unroll

@@ -59,27 +59,44 @@ __device__ __forceinline__ void async_floats(const float* x, int64_t r0, int64_t
   }
 }
 
-// acc[N / 8][4] = A B^T for A the warp's 16 rows of a [.][K + 8] shared tile (a points at its first
-// row) and B the N rows of a [N][K + 8] shared tile: row i of A against row j of B, the dot product
-// over K. acc[j][.] is the C fragment of columns 8 j .. 8 j + 7.
+// The A fragments of the warp's 16 rows of a [.][K + 8] shared tile (a points at its first row),
+// fragment kc covering columns 16 kc .. 16 kc + 15: for a left operand used against many tiles.
+template <int K>
+__device__ __forceinline__ void load_a_rows(const bf16* a, uint32_t (&fa)[K / 16][4]) {
+  constexpr int LD = K + 8;
+  const int lane = threadIdx.x % 32, i = lane / 8, r = lane % 8;
+#pragma unroll
+  for (int kc = 0; kc < K / 16; ++kc) ldsm_x4(fa[kc], a + (r + 8 * (i & 1)) * LD + kc * 16 + 8 * (i >> 1));
+}
+
+// acc[N / 8][4] = A B^T for A 16 rows in A fragments (load_a_rows) and B the N rows of a
+// [N][K + 8] shared tile: row i of A against row j of B, the dot product over K. acc[j][.] is the
+// C fragment of columns 8 j .. 8 j + 7.
 template <int K, int N>
-__device__ __forceinline__ void rows_times_rows(const bf16* a, const bf16* b, float (&acc)[N / 8][4]) {
+__device__ __forceinline__ void frags_times_rows(const uint32_t (&fa)[K / 16][4], const bf16* b,
+                                                 float (&acc)[N / 8][4]) {
   constexpr int LD = K + 8;
   const int lane = threadIdx.x % 32, i = lane / 8, r = lane % 8;
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 #pragma unroll
   for (int kc = 0; kc < K / 16; ++kc) {
-    uint32_t fa[4];
-    ldsm_x4(fa, a + (r + 8 * (i & 1)) * LD + kc * 16 + 8 * (i >> 1));
 #pragma unroll
     for (int jp = 0; jp < N / 16; ++jp) {  // two n tiles (16 rows of B) per ldmatrix
       uint32_t fb[4];
       ldsm_x4(fb, b + (jp * 16 + r + 8 * (i >> 1)) * LD + kc * 16 + 8 * (i & 1));
-      mma_bf16(acc[2 * jp], fa, fb[0], fb[1]);
-      mma_bf16(acc[2 * jp + 1], fa, fb[2], fb[3]);
+      mma_bf16(acc[2 * jp], fa[kc], fb[0], fb[1]);
+      mma_bf16(acc[2 * jp + 1], fa[kc], fb[2], fb[3]);
     }
   }
+}
+
+// The same with A the warp's 16 rows of a [.][K + 8] shared tile (a points at its first row).
+template <int K, int N>
+__device__ __forceinline__ void rows_times_rows(const bf16* a, const bf16* b, float (&acc)[N / 8][4]) {
+  uint32_t fa[K / 16][4];
+  load_a_rows<K>(a, fa);
+  frags_times_rows<K, N>(fa, b, acc);
 }
 
 // C fragments of a 16 x N fp32 tile -> A fragments (bf16) of the same tile as the left operand of
