@@ -13,13 +13,15 @@ namespace moe::test {
 
 int CpuPlayedGpu::copies = 0;
 int CpuPlayedGpu::dp_size = 0;
+int CpuPlayedGpu::ep_size = 0;
 
-CpuPlayedGpu::CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp)
-    : groups_(ParallelGroups::build(dp, cfg)),
+CpuPlayedGpu::CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, ParallelGroups& groups)
+    : groups_(groups),
       model_(cfg.model, MoeGroups(groups_.world, groups_.ep.get(), groups_.tp.get())),
       optim_(cfg.optim, model_.params().params()),
       runner_(cfg, groups_, model_, optim_) {
-  dp_size = dp.size();
+  dp_size = groups.dp->size();
+  ep_size = groups.ep->size();
   for (Param* p : host.params().params()) model_.params().find(p->name)->value.copy_from(p->value);
   for (size_t i = 0; i < optim.params().size(); ++i)
     for (int w = 0; w < 2; ++w) optim_.set_moment(i, w, optim.moment(i, w));
@@ -38,8 +40,9 @@ void CpuPlayedGpu::to_host(Transformer& host, AdamW& optim) {
   optim.set_step_count(optim_.step_count());
 }
 
-std::unique_ptr<GpuTraining> make_cpu_played_gpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp) {
-  return std::make_unique<CpuPlayedGpu>(cfg, host, optim, dp);
+std::unique_ptr<GpuTraining> make_cpu_played_gpu(const Config& cfg, Transformer& host, AdamW& optim,
+                                                 ParallelGroups& groups) {
+  return std::make_unique<CpuPlayedGpu>(cfg, host, optim, groups);
 }
 
 void expect_same_runs(const Config& a, const Config& b, const std::vector<int>& eval_steps,

@@ -19,26 +19,27 @@ namespace moe::test {
 
 class CpuPlayedGpu : public GpuTraining {
  public:
-  // A replica of the host model and optimizer state; its token group and StepRunner over `dp`
-  // (tp = ep = 1), as the Trainer's CPU branch builds them.
-  CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp);
+  // A copy of the host model (this rank's expert shard under ep) and optimizer state; its groups
+  // and StepRunner over the Trainer's `groups`, as the Trainer's CPU branch builds them.
+  CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, ParallelGroups& groups);
   StepResult run(int64_t step, const BatchFiller& fill) override { return runner_.run(step, fill); }
   double validation_ce(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S) override;
   void to_host(Transformer& host, AdamW& optim) override;
   double peak_tflops() override { return 1.0; }
 
   static int copies;  // to_host calls since reset by the test
-  static int dp_size;  // the size of the last dp group a CpuPlayedGpu was made with
+  static int dp_size, ep_size;  // the dp and ep group sizes of the last CpuPlayedGpu made
 
  private:
-  ParallelGroups groups_;
+  ParallelGroups& groups_;
   Transformer model_;
   AdamW optim_;
   StepRunner runner_;
 };
 
 // The GpuTrainingFactory that makes a CpuPlayedGpu.
-std::unique_ptr<GpuTraining> make_cpu_played_gpu(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp);
+std::unique_ptr<GpuTraining> make_cpu_played_gpu(const Config& cfg, Transformer& host, AdamW& optim,
+                                                 ParallelGroups& groups);
 
 // Two Trainer runs (a: the reference) logged the same loss, grad_norm, val_loss and expert loads at
 // every step (bit for bit; val_loss at the steps in eval_steps only), and wrote bit-identical

@@ -171,7 +171,7 @@ TEST(Training, Bf16WithoutAGpuOnTheMachineIsRefusedBeforeAnyWork) {
   cfg.train.precision = "bf16";
   auto comm = make_local_communicator();
   Trainer trainer(cfg, *comm);
-  trainer.use_gpu([](const Config&, Transformer&, AdamW&, Communicator&) -> std::unique_ptr<GpuTraining> {
+  trainer.use_gpu([](const Config&, Transformer&, AdamW&, ParallelGroups&) -> std::unique_ptr<GpuTraining> {
     return nullptr;
   },
                   [] { return false; });

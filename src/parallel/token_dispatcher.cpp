@@ -6,9 +6,11 @@
 
 namespace moe {
 
-TokenDispatcher::TokenDispatcher(Communicator* ep, int64_t num_experts, int64_t row_width)
-    : ep_(ep), P_(ep->size()), E_(num_experts), El_(num_experts / ep->size()), D_(row_width) {
+TokenDispatcher::TokenDispatcher(Communicator* ep, int64_t num_experts, int64_t row_width, Communicator* rows)
+    : ep_(ep), rows_(rows ? rows : ep), P_(ep->size()), E_(num_experts), El_(num_experts / ep->size()), D_(row_width) {
   MOE_CHECK(E_ % P_ == 0, "num_experts " << E_ << " not divisible by the expert-parallel size " << P_);
+  MOE_CHECK(rows_->size() == P_ && rows_->rank() == ep->rank(),
+            "token dispatcher: the rows' communicator does not span the expert-parallel group");
   send_cnt_.resize(P_ * El_);
   recv_cnt_.resize(P_ * El_);
   send_elems_.resize(P_);
@@ -37,12 +39,12 @@ void TokenDispatcher::plan(const int64_t* offsets) {
 
 void TokenDispatcher::dispatch(const float* in, float* out) {
   ScopedPhase phase("dispatch");
-  ep_->all_to_all_v(in, send_elems_.data(), out, recv_elems_.data());
+  rows_->all_to_all_v(in, send_elems_.data(), out, recv_elems_.data());
 }
 
 void TokenDispatcher::combine(const float* in, float* out) {
   ScopedPhase phase("combine");
-  ep_->all_to_all_v(in, recv_elems_.data(), out, send_elems_.data());
+  rows_->all_to_all_v(in, recv_elems_.data(), out, send_elems_.data());
 }
 
 }  // namespace moe

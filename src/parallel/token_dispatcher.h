@@ -13,7 +13,9 @@ namespace moe {
 
 class TokenDispatcher {
  public:
-  TokenDispatcher(Communicator* ep, int64_t num_experts, int64_t row_width);
+  // rows: the communicator the rows travel over when it is not `ep` itself (the GPU model: a device
+  // communicator over the same ranks; the counts stay on the host, over ep).
+  TokenDispatcher(Communicator* ep, int64_t num_experts, int64_t row_width, Communicator* rows = nullptr);
   // offsets: [E + 1] rows per (global) expert of this rank's expert-ordered rows. Exchanges counts.
   void plan(const int64_t* offsets);
   int64_t local_rows() const { return local_offsets_.back(); }
@@ -31,6 +33,7 @@ class TokenDispatcher {
 
  private:
   Communicator* ep_;
+  Communicator* rows_;
   int64_t P_, E_, El_, D_;
   std::vector<int64_t> send_cnt_, recv_cnt_;  // [P * El] rows
   std::vector<int64_t> send_elems_, recv_elems_;  // [P] floats per peer

@@ -1,8 +1,9 @@
 // moe-train on GPUs: train.precision bf16 trains the GPU model (src/model/gpu/), one GPU per rank,
-// with data parallelism over the ranks (tp = ep = 1). The trainer keeps everything else (data
+// with data and expert parallelism over the ranks (tp = 1). The trainer keeps everything else (data
 // order, schedule, evaluation, checkpoints, metrics); this interface is what it asks of the GPU:
 // one optimizer step (StepRunner's semantics: gradient accumulation over the rank's micro-batches,
-// the gradient sum over the dp ranks overlapped with the last backward, global-norm clipping, the
+// the gradient sums over the dp (and expert-dp) ranks overlapped with the last backward, token rows
+// dispatched to the experts' ranks under ep, global-norm clipping, the
 // learning-rate schedule, AdamW, expert loads), a validation micro-batch's cross-entropy, and the
 // weights and AdamW state copied back to the host model for a checkpoint. Built in builds with CUDA
 // (gpu/gpu_training.cpp); moe-train hands its factory to the Trainer (Trainer::use_gpu), so the CPU
@@ -15,6 +16,7 @@
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "parallel/communicator.h"
+#include "parallel/layout.h"
 #include "train/train_step.h"
 
 namespace moe {
@@ -31,17 +33,18 @@ class GpuTraining {
   virtual double peak_tflops() = 0;
 };
 
-// Copies the host model's weights and the optimizer's moments and update count (zero, or those a
-// resumed checkpoint loaded) to the GPU. dp: the data-parallel group (all ranks; one rank alone
-// needs no communication); with more than one rank the factory selects this rank's GPU and the
-// device communicator (parallel/gpu/device_communicators.h) collectively.
+// Copies the host model's weights (this rank's expert shard under expert parallelism) and the
+// optimizer's moments and update count (zero, or those a resumed checkpoint loaded) to the GPU.
+// groups: the Trainer's process groups (tp 1; they outlive the result); with more than one rank
+// the factory selects this rank's GPU and makes the device communicators of dp, ep and expert dp
+// (parallel/gpu/device_communicators.h), collectively.
 using GpuTrainingFactory = std::unique_ptr<GpuTraining> (*)(const Config& cfg, Transformer& host, AdamW& optim,
-                                                          Communicator& dp);
+                                                          ParallelGroups& groups);
 
 // The factory of builds with CUDA (gpu/gpu_training.cpp), and whether this machine has a GPU that
 // CUDA can use (checked before any work).
 std::unique_ptr<GpuTraining> make_gpu_training(const Config& cfg, Transformer& host, AdamW& optim,
-                                               Communicator& dp);
+                                               ParallelGroups& groups);
 bool gpu_training_available();
 
 }  // namespace moe

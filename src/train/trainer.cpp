@@ -76,11 +76,10 @@ int Trainer::run() {
   MOE_CHECK(!on_gpu || gpu_available_(), cfg_.source << ": train.precision bf16 trains on a GPU, and this machine has "
                                                         "none that CUDA can use; fp32 trains on the CPU");
   const auto& par = cfg_.parallel;
-  MOE_CHECK(!on_gpu || (par.tp == 1 && par.ep == 1 && par.zero == 0),
-            cfg_.source << ": train.precision bf16 trains with data parallelism only (one GPU per rank, or ranks "
-                           "sharing GPUs); parallel.tp " << par.tp << ", parallel.ep " << par.ep << " and parallel.zero "
-                        << par.zero << " must be 1, 1 and 0 (tensor and expert parallelism and ZeRO are on the "
-                                       "CPU path only)");
+  MOE_CHECK(!on_gpu || (par.tp == 1 && par.zero == 0),
+            cfg_.source << ": train.precision bf16 trains with data and expert parallelism (one GPU per rank, or "
+                           "ranks sharing GPUs); parallel.tp " << par.tp << " and parallel.zero " << par.zero
+                        << " must be 1 and 0 (tensor parallelism and ZeRO are on the CPU path only)");
   const int rank = world_.rank(), world = world_.size();
   std::error_code ec;
   fs::create_directories(cfg_.run.out_dir, ec);
@@ -136,7 +135,7 @@ int Trainer::run() {
   const int dp = groups.dp_size, dp_rank = groups.dp_rank;
   Sampler sampler(train_file.num_samples(), t.global_batch, cfg_.data.shuffle, uint64_t(cfg_.run.seed));
   StepRunner runner(cfg_, groups, model, optim);
-  std::unique_ptr<GpuTraining> gpu = on_gpu ? gpu_factory_(cfg_, model, optim, *groups.dp) : nullptr;
+  std::unique_ptr<GpuTraining> gpu = on_gpu ? gpu_factory_(cfg_, model, optim, groups) : nullptr;
   // Every rank measures its own peak at the same time (the contention training will see); MFU is
   // against their sum. On a GPU: cuBLAS's peak in train.precision.
   double peak = gpu ? gpu->peak_tflops() * 1e3 : measure_gemm_peak_gflops(0.5);

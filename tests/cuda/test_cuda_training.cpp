@@ -46,7 +46,7 @@ TEST(CudaTraining, StepsMatchTheCpuStepRunnerAndComeBackToTheHost) {
   Transformer host(cfg.model, MoeGroups(groups.world, groups.ep.get(), groups.tp.get()));
   host.params().initialize(5);
   AdamW host_optim(cfg.optim, host.params().params());
-  std::unique_ptr<GpuTraining> gpu = make_gpu_training(cfg, host, host_optim, *comm);
+  std::unique_ptr<GpuTraining> gpu = make_gpu_training(cfg, host, host_optim, groups);
   StepRunner runner(cfg, groups, cpu, cpu_optim);
   for (int64_t step = 0; step < 3; ++step) {
     StepResult want = runner.run(step, filler(step, cfg.model.vocab_size));

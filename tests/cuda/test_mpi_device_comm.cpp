@@ -11,6 +11,7 @@
 #include "parallel/communicator.h"
 #include "parallel/gpu/device_communicators.h"
 #include "optim/adamw.h"
+#include "parallel/layout.h"
 #include "test_util.h"
 #include "train/gpu_training.h"
 
@@ -123,9 +124,9 @@ TEST(DeviceCommunicators, OverlappedGradientSumsEqualTheBlockingOnes) {
   gpu::GpuTransformer blocking(cfg.model, host.params()), overlapped(cfg.model, host.params());
   blocking.forward_backward(tokens.data(), targets.data(), B, S, 0.5f);
   blocking.all_reduce_grads(*comm);
-  overlapped.set_grad_sync(comm.get());
+  overlapped.set_grad_sync(comm.get(), comm.get());
   overlapped.forward_backward(tokens.data(), targets.data(), B, S, 0.5f);
-  overlapped.set_grad_sync(nullptr);
+  overlapped.set_grad_sync(nullptr, nullptr);
   overlapped.finish_grad_sync();
   Transformer want(cfg.model, local.get()), got(cfg.model, local.get());
   blocking.download_grads(want.params());
@@ -134,29 +135,32 @@ TEST(DeviceCommunicators, OverlappedGradientSumsEqualTheBlockingOnes) {
     test::expect_tensor_close(got.params().find(p->name)->grad, p->grad, p->name + " (" + kind + ")", 1e-6);
 }
 
-// moe-train's data-parallel GPU step (GpuTraining: the GPU and communicator chosen by
-// make_device_communicator, the sums overlapped with the last backward) on every rank, against
-// one rank that runs all the step's micro-batches: losses, norms and weights after 3 steps.
-TEST(DeviceCommunicators, DataParallelGpuTrainingMatchesOneRank) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+// moe-train's GPU step (GpuTraining: the GPU and communicators chosen by make_device_communicator,
+// the sums overlapped with the last backward) on every rank with parallel.ep = ep, against one rank
+// that runs all the step's micro-batches with all the experts: losses, norms and, after 3 steps,
+// the weights (an expert weight: this rank's shard against its slice of the one-rank weight).
+void expect_gpu_training_matches_one_rank(int ep) {
   auto world = make_mpi_world_communicator();
   auto local = make_local_communicator();
   const int r = world->rank(), n = world->size();
-  const std::string dir = std::string(MOE_BINARY_DIR) + "/test_tmp/dp_gpu_training";  // no file is read
+  const std::string dir = std::string(MOE_BINARY_DIR) + "/test_tmp/gpu_training_ep" + std::to_string(ep);  // no file read
   Config one = test::tiny_config(dir, false), many = test::tiny_config(dir, false);
   one.train.global_batch = many.train.global_batch = 4 * n;  // micro_batch 4: one micro-batch per rank
+  many.parallel.ep = ep;
   one.finalize(1, false);
   many.finalize(n, false);
-  Transformer host_one(one.model, local.get()), host_many(many.model, local.get());
+  ParallelGroups g_one = ParallelGroups::build(*local, one), g_many = ParallelGroups::build(*world, many);
+  Transformer host_one(one.model, MoeGroups(g_one.world, g_one.ep.get(), g_one.tp.get()));
+  Transformer host_many(many.model, MoeGroups(g_many.world, g_many.ep.get(), g_many.tp.get()));
   host_one.params().initialize(9);
-  host_many.params().initialize(9);
+  host_many.params().initialize(9);  // the same full weights; each rank keeps its expert shard
   AdamW optim_one(one.optim, host_one.params().params()), optim_many(many.optim, host_many.params().params());
-  auto dp = make_gpu_training(many, host_many, optim_many, *world);  // first: it selects this rank's GPU
-  auto ref = make_gpu_training(one, host_one, optim_one, *local);
+  auto dp = make_gpu_training(many, host_many, optim_many, g_many);  // first: it selects this rank's GPU
+  auto ref = make_gpu_training(one, host_one, optim_one, g_one);
   auto fill = [](int64_t step, int first) {  // micro-batch m is global micro-batch first + m of the step
     return [step, first](int m, int32_t* tokens, int32_t* targets) {
       std::vector<int32_t> t, y;
-      test::random_tokens("dp_gpu_training", uint64_t(step), first + m, 64, 256, t, y);
+      test::random_tokens("gpu_training", uint64_t(step), first + m, 64, 256, t, y);
       std::copy(t.begin(), t.end(), tokens);
       std::copy(y.begin(), y.end(), targets);
     };
@@ -166,11 +170,29 @@ TEST(DeviceCommunicators, DataParallelGpuTrainingMatchesOneRank) {
     const StepResult got = dp->run(step, fill(step, r));
     EXPECT_NEAR(got.loss, want.loss, 1e-5 * want.loss) << "step " << step + 1;
     EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-5 * want.grad_norm) << "step " << step + 1;
+    EXPECT_EQ(got.expert_load, want.expert_load) << "step " << step + 1;
   }
   ref->to_host(host_one, optim_one);
   dp->to_host(host_many, optim_many);
-  for (Param* p : host_one.params().params())
-    test::expect_tensor_close(host_many.params().find(p->name)->value, p->value, p->name, 1e-5);
+  const int ep_rank = r % ep;
+  for (Param* p : host_one.params().params()) {
+    const Param* q = host_many.params().find(p->name);
+    const int64_t shard = q->value.numel();  // the whole tensor, or this rank's experts under ep
+    const Tensor want = p->value.view(q->sharded() ? ep_rank * shard : 0, q->value.shape());
+    test::expect_tensor_close(q->value, want, p->name, 1e-5);
+  }
+}
+
+TEST(DeviceCommunicators, DataParallelGpuTrainingMatchesOneRank) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  expect_gpu_training_matches_one_rank(1);
+}
+
+// Expert parallelism over all ranks: the experts split, token rows dispatched to their ranks and
+// combined back over the device communicator (host-staged when the ranks share a GPU).
+TEST(DeviceCommunicators, ExpertParallelGpuTrainingMatchesOneRank) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  expect_gpu_training_matches_one_rank(2);
 }
 
 TEST(DeviceCommunicators, NcclCollectivesWithOneGpuPerRank) {

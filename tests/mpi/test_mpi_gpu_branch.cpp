@@ -1,8 +1,9 @@
-// The Trainer's GPU branch (train.precision bf16) with data parallelism over all ranks, the device
-// side played by CPU models (tests/cpu_played_gpu.h): the factory gets the dp group, every rank
-// trains its share of each step, evaluates and copies back before checkpoints; the logged metrics
-// and the checkpoints must equal the CPU branch's on the same ranks bit for bit. Layouts the GPU
-// branch does not take are refused before any work. (The real devices: tests/cuda/.)
+// The Trainer's GPU branch (train.precision bf16) with data and expert parallelism over all ranks,
+// the device side played by CPU models (tests/cpu_played_gpu.h): the factory gets the process
+// groups, every rank trains its share of each step, evaluates and copies back (its expert shard
+// under ep) before checkpoints; the logged metrics and the checkpoints must equal the CPU branch's on
+// the same ranks bit for bit. Layouts the GPU branch does not take are refused before any work.
+// (The real devices: tests/cuda/.)
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -16,7 +17,7 @@ namespace moe {
 namespace {
 
 class GpuBranch : public ::testing::Test {
- protected:
+ public:
   static void SetUpTestSuite() { world_ = make_mpi_world_communicator().release(); }
   // tiny_config under `name`, data written by rank 0, finalized for the world.
   static Config config(const std::string& name) {
@@ -38,35 +39,43 @@ class GpuBranch : public ::testing::Test {
   }
   static Communicator* world_;
 };
+void expect_branches_agree(const std::string& name, int ep, Communicator& world);
 Communicator* GpuBranch::world_ = nullptr;
 
-TEST_F(GpuBranch, DataParallelMatchesTheCpuBranch) {
-  const Config cpu_cfg = config("cpu");
-  Config gpu_cfg = config("gpu");
+// The CPU branch and the GPU branch (CPU-played) on the same ranks with parallel.ep = ep.
+void expect_branches_agree(const std::string& name, int ep, Communicator& world) {
+  Config cpu_cfg = GpuBranch::config(name + "_cpu"), gpu_cfg = GpuBranch::config(name + "_gpu");
+  cpu_cfg.parallel.ep = gpu_cfg.parallel.ep = ep;
   gpu_cfg.train.precision = "bf16";  // the played device computes in fp32
-  ASSERT_EQ(Trainer(cpu_cfg, *world_).run(), 0);
-  Trainer trainer(gpu_cfg, *world_);
+  ASSERT_EQ(Trainer(cpu_cfg, world).run(), 0);
+  Trainer trainer(gpu_cfg, world);
   test::CpuPlayedGpu::copies = 0;
   trainer.use_gpu(&test::make_cpu_played_gpu, [] { return true; });
   ASSERT_EQ(trainer.run(), 0);
-  EXPECT_EQ(test::CpuPlayedGpu::dp_size, world_->size());
+  EXPECT_EQ(test::CpuPlayedGpu::dp_size, world.size());
+  EXPECT_EQ(test::CpuPlayedGpu::ep_size, ep);
   EXPECT_EQ(test::CpuPlayedGpu::copies, 2);  // on every rank, before the checkpoints of steps 3 and 6
-  world_->barrier();
-  if (world_->rank() == 0) test::expect_same_runs(cpu_cfg, gpu_cfg, {3, 6}, {3, 6});
+  world.barrier();
+  if (world.rank() == 0) test::expect_same_runs(cpu_cfg, gpu_cfg, {3, 6}, {3, 6});
 }
 
-TEST_F(GpuBranch, ExpertOrTensorParallelismOrZeroIsRefusedBeforeAnyWork) {
-  for (const char* set : {"parallel.ep", "parallel.tp", "parallel.zero"}) {
+TEST_F(GpuBranch, DataParallelMatchesTheCpuBranch) { expect_branches_agree("dp", 1, *world_); }
+
+// Expert parallelism over all ranks (4 experts: one or two per rank); every rank's expert shard
+// copied back before the checkpoints.
+TEST_F(GpuBranch, ExpertParallelMatchesTheCpuBranch) { expect_branches_agree("ep", world_->size(), *world_); }
+
+TEST_F(GpuBranch, TensorParallelismOrZeroIsRefusedBeforeAnyWork) {
+  for (const char* set : {"parallel.tp", "parallel.zero"}) {
     Config c = config("refused");
     c.train.precision = "bf16";
-    if (std::string(set) == "parallel.ep") c.parallel.ep = world_->size();
     if (std::string(set) == "parallel.tp") c.parallel.tp = world_->size();
     if (std::string(set) == "parallel.zero") c.parallel.zero = 1;
     Trainer trainer(c, *world_);
     trainer.use_gpu(&test::make_cpu_played_gpu, [] { return true; });
     const std::string msg = test::error_of([&] { trainer.run(); });
     EXPECT_NE(msg.find(set), std::string::npos) << msg;
-    EXPECT_NE(msg.find("data parallelism only"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("data and expert parallelism"), std::string::npos) << msg;
     EXPECT_FALSE(std::filesystem::exists(c.run.out_dir)) << set;
   }
 }

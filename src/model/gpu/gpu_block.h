@@ -1,13 +1,16 @@
 // GpuTransformer's internals shared by its source files (gpu_transformer.cpp: forward and
-// backward; gpu_moe_stats.cpp: the balancing losses and the per-step MoE statistics): the state of
+// backward; gpu_experts.cpp: the expert stage; gpu_moe_stats.cpp: the balancing losses and the
+// per-step MoE statistics): the state of
 // one transformer block on the device, and the phase scope of the GPU timing. Not for other users.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/profiler.h"
 #include "kernels/cuda/device.h"
 #include "model/gpu/gpu_transformer.h"
+#include "parallel/token_dispatcher.h"
 
 namespace moe::gpu {
 
@@ -57,6 +60,9 @@ struct GpuTransformer::Block {
   DeviceArray<int32_t> idx, row_token;
   DeviceArray<int64_t> slot;
   std::vector<int64_t> offsets;
+  std::unique_ptr<TokenDispatcher> dispatcher;  // expert parallelism: rows to the experts' ranks
+  DeviceArray<float> xl, yl;                    // expert parallelism: the rows this rank's experts serve
+  int64_t local_rows = 0;                       // rows the experts ran on (rows, or xl's under ep)
   std::vector<float> probs_host, lse_host;  // router outputs the balancing losses read on the host
   std::vector<int32_t> idx_host;
   std::vector<int64_t> step_counts;  // copies per expert in this step, summed over the token group

@@ -60,47 +60,53 @@ void GpuTransformer::linear_dw(const float* dy, int64_t T, int64_t out, const fl
                   1.0f, g(W), in, false);
 }
 
-void GpuTransformer::grouped_fwd(const int64_t* off, const float* x, int64_t in, const std::string& W, int64_t out,
+void GpuTransformer::grouped_fwd(const Groups& G, const float* x, int64_t in, const std::string& W, int64_t out,
                                  float* y) {
+  const int64_t* off = G.offsets;
   if (!bf16_)
-    return cuda::gemm_grouped_rows(E_, E_, off, true, out, in, 1.0f, x, in, w(W), out * in, in, 0.0f, y, out,
+    return cuda::gemm_grouped_rows(G.groups, G.weights, off, true, out, in, 1.0f, x, in, w(W), out * in, in, 0.0f, y, out,
                                    grouped_.rows);
-  cuda::gemm_grouped_rows_bf16(E_, E_, off, true, out, in, 1.0f, rounded(x, off[E_] * in, bf16_a_), in, wb(W),
+  cuda::gemm_grouped_rows_bf16(G.groups, G.weights, off, true, out, in, 1.0f, rounded(x, off[G.groups] * in, bf16_a_), in, wb(W),
                                out * in, in, 0.0f, y, out, false, grouped_.rows);
 }
 
-void GpuTransformer::grouped_dx(const int64_t* off, const float* dy, int64_t out, const std::string& W, int64_t in,
+void GpuTransformer::grouped_dx(const Groups& G, const float* dy, int64_t out, const std::string& W, int64_t in,
                                 float beta, float* dx) {
+  const int64_t* off = G.offsets;
   if (!bf16_)
-    return cuda::gemm_grouped_rows(E_, E_, off, false, in, out, 1.0f, dy, out, w(W), out * in, in, beta, dx, in,
+    return cuda::gemm_grouped_rows(G.groups, G.weights, off, false, in, out, 1.0f, dy, out, w(W), out * in, in, beta, dx, in,
                                    grouped_.rows);
-  cuda::gemm_grouped_rows_bf16(E_, E_, off, false, in, out, 1.0f, rounded(dy, off[E_] * out, bf16_a_), out, wb(W),
+  cuda::gemm_grouped_rows_bf16(G.groups, G.weights, off, false, in, out, 1.0f, rounded(dy, off[G.groups] * out, bf16_a_), out, wb(W),
                                out * in, in, beta, dx, in, false, grouped_.rows);
 }
 
-void GpuTransformer::grouped_dw(const int64_t* off, const float* dy, int64_t out, const float* x, int64_t in,
+void GpuTransformer::grouped_dw(const Groups& G, const float* dy, int64_t out, const float* x, int64_t in,
                                 const std::string& W) {
+  const int64_t* off = G.offsets;
   if (!bf16_)
-    return cuda::gemm_grouped_weight_grad(E_, E_, off, out, in, dy, out, x, in, g(W), out * in, grouped_.weight_grad);
-  cuda::gemm_grouped_weight_grad_bf16(E_, E_, off, out, in, rounded(dy, off[E_] * out, bf16_a_), out,
-                                      rounded(x, off[E_] * in, bf16_b_), in, g(W), out * in, grouped_.weight_grad);
+    return cuda::gemm_grouped_weight_grad(G.groups, G.weights, off, out, in, dy, out, x, in, g(W), out * in, grouped_.weight_grad);
+  cuda::gemm_grouped_weight_grad_bf16(G.groups, G.weights, off, out, in, rounded(dy, off[G.groups] * out, bf16_a_), out,
+                                      rounded(x, off[G.groups] * in, bf16_b_), in, g(W), out * in, grouped_.weight_grad);
 }
 
-void GpuTransformer::experts_fwd_bf16(const int64_t* off, const void* x16, int64_t in, const std::string& W,
+void GpuTransformer::experts_fwd_bf16(const Groups& G, const void* x16, int64_t in, const std::string& W,
                                       int64_t out, void* y, bool y_bf16) {
-  cuda::gemm_grouped_rows_bf16(E_, E_, off, true, out, in, 1.0f, x16, in, wb(W), out * in, in, 0.0f, y, out, y_bf16,
+  const int64_t* off = G.offsets;
+  cuda::gemm_grouped_rows_bf16(G.groups, G.weights, off, true, out, in, 1.0f, x16, in, wb(W), out * in, in, 0.0f, y, out, y_bf16,
                                grouped_.rows);
 }
 
-void GpuTransformer::experts_dx_bf16(const int64_t* off, const void* dy16, int64_t out, const std::string& W,
+void GpuTransformer::experts_dx_bf16(const Groups& G, const void* dy16, int64_t out, const std::string& W,
                                      int64_t in, float beta, void* dx, bool dx_bf16) {
-  cuda::gemm_grouped_rows_bf16(E_, E_, off, false, in, out, 1.0f, dy16, out, wb(W), out * in, in, beta, dx, in, dx_bf16,
+  const int64_t* off = G.offsets;
+  cuda::gemm_grouped_rows_bf16(G.groups, G.weights, off, false, in, out, 1.0f, dy16, out, wb(W), out * in, in, beta, dx, in, dx_bf16,
                                grouped_.rows);
 }
 
-void GpuTransformer::experts_dw_bf16(const int64_t* off, const void* dy16, int64_t out, const void* x16, int64_t in,
+void GpuTransformer::experts_dw_bf16(const Groups& G, const void* dy16, int64_t out, const void* x16, int64_t in,
                                      const std::string& W) {
-  cuda::gemm_grouped_weight_grad_bf16(E_, E_, off, out, in, dy16, out, x16, in, g(W), out * in, grouped_.weight_grad);
+  const int64_t* off = G.offsets;
+  cuda::gemm_grouped_weight_grad_bf16(G.groups, G.weights, off, out, in, dy16, out, x16, in, g(W), out * in, grouped_.weight_grad);
 }
 
 // SwiGluLayer::forward: y = (silu(x W1^T) * (x W3^T)) W2^T, x: [T, D], W1, W3: [F, D], W2: [D, F].

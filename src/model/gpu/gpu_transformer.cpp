@@ -42,10 +42,12 @@ GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf
     : cfg_(cfg), bf16_(bf16), E_(cfg.moe.num_experts) {
   MOE_CHECK(cuda::available(), "GPU model: no CUDA device can be used");
   for (Param* p : host.params()) {
-    MOE_CHECK(!p->sharded(), "GPU model: parameter " << p->name << " is sharded; the GPU model runs on one rank");
+    MOE_CHECK(!p->sharded() || p->expert(), "GPU model: parameter " << p->name
+                                                 << " is split over tensor-parallel ranks; the GPU model takes data "
+                                                    "and expert parallelism only");
     const size_t n = size_t(p->value.numel());
     DevParam d{DeviceArray<float>(n), DeviceArray<float>(n), DeviceArray<float>(n), DeviceArray<float>(n),
-               DeviceArray<uint16_t>(), p->decay()};
+               DeviceArray<uint16_t>(), p->decay(), p->expert()};
     d.m.zero();
     d.v.zero();
     cuda::copy_to_device(d.value.data(), p->value.data(), sizeof(float) * p->value.numel());
@@ -82,17 +84,21 @@ void GpuTransformer::zero_grad() {
 
 double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double grad_clip) {
   GpuPhase phase("optimizer", phase_timing_);
-  std::vector<const float*> grads;
-  std::vector<int64_t> sizes;
+  std::vector<const float*> grads[2];  // replicated, expert
+  std::vector<int64_t> sizes[2];
   std::vector<cuda::AdamWTensor> tensors;
   for (auto& [name, p] : params_) {
-    grads.push_back(p.grad.data());
-    sizes.push_back(int64_t(p.grad.size()));
+    grads[p.expert].push_back(p.grad.data());
+    sizes[p.expert].push_back(int64_t(p.grad.size()));
     tensors.push_back({p.value.data(), p.grad.data(), p.m.data(), p.v.data(),
                        p.bf16.size() > 0 ? static_cast<void*>(p.bf16.data()) : nullptr, int64_t(p.value.size()),
                        p.decay ? float(o.weight_decay) : 0.0f});
   }
-  const double norm = std::sqrt(cuda::sum_squares_many(grads.data(), sizes.data(), int(grads.size())));
+  double sumsq[2] = {0.0, 0.0};
+  for (int k = 0; k < 2; ++k)
+    if (!grads[k].empty()) sumsq[k] = cuda::sum_squares_many(grads[k].data(), sizes[k].data(), int(grads[k].size()));
+  if (ep_host_ && ep_host_->size() > 1) ep_host_->all_reduce_sum(&sumsq[1], 1);  // each rank's experts once
+  const double norm = std::sqrt(sumsq[0] + sumsq[1]);
   const double coef = (grad_clip <= 0 || !(norm > grad_clip)) ? 1.0 : grad_clip / norm;  // clip_coefficient
   ++optimizer_steps_;
   const float bc1 = float(1.0 - std::pow(o.beta1, double(optimizer_steps_)));
@@ -108,11 +114,24 @@ void GpuTransformer::all_reduce_grads(Communicator& comm) {
 }
 
 void GpuTransformer::start_grad_sync(int layer) {
-  for (DevParam* p : sync_groups_[layer])
-    pending_sync_.push_back(sync_comm_->all_reduce_sum_async(p->grad.data(), int64_t(p->grad.size())));
+  for (DevParam* p : sync_groups_[layer]) {
+    Communicator* comm = p->expert ? sync_expert_comm_ : sync_comm_;
+    if (comm && comm->size() > 1)
+      pending_sync_.push_back(comm->all_reduce_sum_async(p->grad.data(), int64_t(p->grad.size())));
+  }
+}
+
+void GpuTransformer::set_expert_parallel(Communicator* ep_host, Communicator* ep_device) {
+  MOE_CHECK(ep_host && ep_device && ep_host->size() == ep_device->size(),
+            "GPU model: expert parallelism needs a host and a device communicator over the same ranks");
+  ep_host_ = ep_host, ep_device_ = ep_device;
+  if (ep_host->size() == 1) return;
+  for (auto& b : blocks_)
+    if (b->moe) b->dispatcher = std::make_unique<TokenDispatcher>(ep_host, E_, cfg_.d_model, ep_device);
 }
 
 void GpuTransformer::finish_grad_sync() {
+  if (pending_sync_.empty()) return;
   GpuPhase phase("grad_allreduce", phase_timing_);
   for (auto& op : pending_sync_) op->wait();
   pending_sync_.clear();
@@ -257,29 +276,9 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
                                  b.offsets.data(), b.slot.data(), b.row_token.data());
         if (backward) fetch_balancing_inputs(b);  // the device is idle here (moe_order waited for it)
       }
-      {  // gather, grouped experts (GroupedExperts::forward), unorder
+      {  // gather, [dispatch,] grouped experts (GroupedExperts::forward), [combine,] unorder
         GpuPhase phase("experts_fwd", phase_timing_);
-        const int64_t R = std::max<int64_t>(b.rows, 1);
-        ensure(b.xs, R * D);
-        ensure(b.ye, R * D);
-        cuda::moe_gather(b.a2.data(), b.row_token.data(), b.rows, D, b.xs.data());
-        const int64_t* off = b.offsets.data();
-        if (bf16_) {  // rows rounded once; g, u, h kept in bf16 (half the memory and traffic)
-          for (auto* a : {&b.g16, &b.u16, &b.h16}) ensure(*a, R * Fe);
-          ensure(b.xs16, R * D);
-          cuda::to_bf16(b.xs.data(), b.xs16.data(), b.rows * D);
-          experts_fwd_bf16(off, b.xs16.data(), D, p + "/moe/experts/w1", Fe, b.g16.data(), true);
-          experts_fwd_bf16(off, b.xs16.data(), D, p + "/moe/experts/w3", Fe, b.u16.data(), true);
-          cuda::swiglu_forward_bf16(b.g16.data(), b.u16.data(), b.h16.data(), b.rows * Fe);
-          experts_fwd_bf16(off, b.h16.data(), Fe, p + "/moe/experts/w2", D, b.ye.data(), false);
-        } else {
-          b.experts.resize(R, Fe);
-          grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w1", Fe, b.experts.g.data());
-          grouped_fwd(off, b.xs.data(), D, p + "/moe/experts/w3", Fe, b.experts.u.data());
-          cuda::swiglu_forward(b.experts.g.data(), b.experts.u.data(), b.experts.h.data(), b.rows * Fe);
-          grouped_fwd(off, b.experts.h.data(), Fe, p + "/moe/experts/w2", D, b.ye.data());
-        }
-        cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.tmp.data());
+        experts_forward(b);
       }
       if (backward) {  // as the CPU: training only; on the host while the device runs the experts
         GpuPhase phase("router_fwd", phase_timing_);
@@ -346,33 +345,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     } else {
       {
         GpuPhase phase("experts_bwd", phase_timing_);
-        ensure(b.dweights, T * K);
-        // unorder backward: dye in place of ye, routing-weight gradients
-        cuda::moe_unorder_backward(dout, b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.ye.data(),
-                                   b.dweights.data());
-        // grouped experts backward (GroupedExperts::backward): dxs in place of xs
-        const int64_t* off = b.offsets.data();
-        if (bf16_) {  // dh over h, dg / du over g / u, all bf16
-          const void* dye = rounded(b.ye.data(), b.rows * D, bf16_a_);
-          experts_dw_bf16(off, dye, D, b.h16.data(), Fe, p + "/moe/experts/w2");
-          experts_dx_bf16(off, dye, D, p + "/moe/experts/w2", Fe, 0.0f, b.h16.data(), true);
-          cuda::swiglu_backward_bf16(b.g16.data(), b.u16.data(), b.h16.data(), b.g16.data(), b.u16.data(),
-                                     b.rows * Fe);
-          experts_dw_bf16(off, b.g16.data(), Fe, b.xs16.data(), D, p + "/moe/experts/w1");
-          experts_dw_bf16(off, b.u16.data(), Fe, b.xs16.data(), D, p + "/moe/experts/w3");
-          experts_dx_bf16(off, b.g16.data(), Fe, p + "/moe/experts/w1", D, 0.0f, b.xs.data(), false);
-          experts_dx_bf16(off, b.u16.data(), Fe, p + "/moe/experts/w3", D, 1.0f, b.xs.data(), false);
-        } else {
-          float *hh = b.experts.h.data(), *gg = b.experts.g.data(), *uu = b.experts.u.data();
-          grouped_dw(off, b.ye.data(), D, hh, Fe, p + "/moe/experts/w2");
-          grouped_dx(off, b.ye.data(), D, p + "/moe/experts/w2", Fe, 0.0f, hh);
-          cuda::swiglu_backward(gg, uu, hh, gg, uu, b.rows * Fe);
-          grouped_dw(off, gg, Fe, b.xs.data(), D, p + "/moe/experts/w1");
-          grouped_dw(off, uu, Fe, b.xs.data(), D, p + "/moe/experts/w3");
-          grouped_dx(off, gg, Fe, p + "/moe/experts/w1", D, 0.0f, b.xs.data());
-          grouped_dx(off, uu, Fe, p + "/moe/experts/w3", D, 1.0f, b.xs.data());
-        }
-        cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.tmp.data());
+        experts_backward(b, dout);
       }
       {  // router backward (router_bwd)
         GpuPhase phase("router_bwd", phase_timing_);
@@ -429,13 +402,13 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       GpuPhase phase("residual_bwd", phase_timing_);
       cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dx = dmid + attn_norm'(attn'(dmid))
     }
-    if (sync_comm_) start_grad_sync(int(l));  // this layer's gradients are complete
+    if (sync_comm_ || sync_expert_comm_) start_grad_sync(int(l));  // this layer's gradients are complete
   }
   {
     GpuPhase phase("embedding_bwd", phase_timing_);
     cuda::embedding_backward(tokens_.data(), dout, g("embed/weight"), T, D);
   }
-  if (sync_comm_) start_grad_sync(-1);
+  if (sync_comm_ || sync_expert_comm_) start_grad_sync(-1);
   cuda::synchronize();
   return loss;
 }

@@ -50,14 +50,25 @@ class GpuTransformer {
   // buffers are device memory: NCCL, or host-staged for ranks sharing a GPU; parallel/gpu/), one
   // collective per parameter in name order, the same on every rank. Blocking.
   void all_reduce_grads(Communicator& comm);
-  // The same sums overlapped with the backward: while `comm` is set, forward_backward starts the
+  // The same sums overlapped with the backward: while set, forward_backward starts the
   // sums of each layer's gradients (non-blocking; NCCL runs them on its own stream while the
   // backward of the layers below computes) as soon as that layer's backward is queued, and those
   // of the parameters outside the layers (embedding, final norm, LM head) at its end.
   // finish_grad_sync waits for them all. Set it for the last micro-batch of a step only: the
   // earlier ones still add to the gradients.
-  void set_grad_sync(Communicator* comm) { sync_comm_ = comm; }
+  // Expert gradients go over expert_comm (data parallelism alone: comm itself; expert
+  // parallelism: the ranks holding the same experts, nullptr when none do). nullptr, nullptr: off.
+  void set_grad_sync(Communicator* comm, Communicator* expert_comm) {
+    sync_comm_ = comm;
+    sync_expert_comm_ = expert_comm;
+  }
   void finish_grad_sync();
+  // Expert parallelism: the experts of every MoE layer split over ep_host's ranks (the host
+  // store's expert parameters are this rank's shard, [E / ep, ...]); token rows travel to the ranks
+  // holding their experts and back over ep_device (a device communicator over the same ranks),
+  // their counts over ep_host (parallel/token_dispatcher.h, as the CPU MoeLayer); the global norm
+  // sums the expert gradients over ep_host. Before the first forward.
+  void set_expert_parallel(Communicator* ep_host, Communicator* ep_device);
   // AdamW state by parameter name (for checkpoints and resume): the moments m, v (fp32, the
   // parameter's shape) and the number of updates applied.
   void download_moments(const std::string& name, Tensor& m, Tensor& v) const;
@@ -93,6 +104,14 @@ class GpuTransformer {
     cuda::DeviceArray<float> value, grad, m, v;  // m, v: AdamW moments
     cuda::DeviceArray<uint16_t> bf16;            // bf16 copy of a matmul weight (bf16 mode)
     bool decay = false;
+    bool expert = false;  // an expert weight (split over the ep ranks)
+  };
+  // Row groups of a grouped expert GEMM (kernels/gemm.h): `groups` groups at host offsets
+  // [groups + 1], group g served by weight g % weights (no ep: one group per expert; ep: one per
+  // (source rank, local expert)).
+  struct Groups {
+    const int64_t* offsets;
+    int64_t groups, weights;
   };
   float* w(const std::string& name);   // device value of a parameter
   float* g(const std::string& name);   // device gradient
@@ -105,19 +124,22 @@ class GpuTransformer {
   void linear_fwd(const float* x, int64_t T, int64_t in, const std::string& W, int64_t out, float* y);
   void linear_dx(const float* dy, int64_t T, int64_t out, const std::string& W, int64_t in, float beta, float* dx);
   void linear_dw(const float* dy, int64_t T, int64_t out, const float* x, int64_t in, const std::string& W);
-  // The experts' grouped forms (kernels/gemm.h), W [E, out, in] by name, one group per expert.
-  void grouped_fwd(const int64_t* offsets, const float* x, int64_t in, const std::string& W, int64_t out, float* y);
-  void grouped_dx(const int64_t* offsets, const float* dy, int64_t out, const std::string& W, int64_t in, float beta,
+  // The experts' grouped forms (kernels/gemm.h), W [E_local, out, in] by name.
+  void grouped_fwd(const Groups& G, const float* x, int64_t in, const std::string& W, int64_t out, float* y);
+  void grouped_dx(const Groups& G, const float* dy, int64_t out, const std::string& W, int64_t in, float beta,
                   float* dx);
-  void grouped_dw(const int64_t* offsets, const float* dy, int64_t out, const float* x, int64_t in,
-                  const std::string& W);
+  void grouped_dw(const Groups& G, const float* dy, int64_t out, const float* x, int64_t in, const std::string& W);
   // bf16 mode's expert GEMMs on bf16 operands (x16, dy16: bf16 rows): y / dx fp32, or bf16 when asked.
-  void experts_fwd_bf16(const int64_t* offsets, const void* x16, int64_t in, const std::string& W, int64_t out, void* y,
+  void experts_fwd_bf16(const Groups& G, const void* x16, int64_t in, const std::string& W, int64_t out, void* y,
                         bool y_bf16);
-  void experts_dx_bf16(const int64_t* offsets, const void* dy16, int64_t out, const std::string& W, int64_t in,
-                       float beta, void* dx, bool dx_bf16);
-  void experts_dw_bf16(const int64_t* offsets, const void* dy16, int64_t out, const void* x16, int64_t in,
+  void experts_dx_bf16(const Groups& G, const void* dy16, int64_t out, const std::string& W, int64_t in, float beta,
+                       void* dx, bool dx_bf16);
+  void experts_dw_bf16(const Groups& G, const void* dy16, int64_t out, const void* x16, int64_t in,
                        const std::string& W);
+  // The MoE layer's expert stage on block b's ordered rows (dispatch, the grouped SwiGLU experts,
+  // combine) and its backward: gpu_experts.cpp.
+  void experts_forward(Block& b);
+  void experts_backward(Block& b, const float* dy);  // dy: the layer output's gradient
   // SwiGLU FFN (w1, w3, w2 under `prefix`): activations g, u, h [T, F] kept for the backward.
   void swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F, float* gg, float* uu,
                       float* hh, float* y);
@@ -147,7 +169,9 @@ class GpuTransformer {
   void balancing_losses(Block& b, const std::vector<int64_t>& counts, int64_t B, int64_t S, float grad_scale,
                         MicroBatchLoss& loss);
   Communicator* token_group_ = nullptr;
+  Communicator *ep_host_ = nullptr, *ep_device_ = nullptr;  // expert parallelism
   Communicator* sync_comm_ = nullptr;
+  Communicator* sync_expert_comm_ = nullptr;
   std::map<int, std::vector<DevParam*>> sync_groups_;
   std::vector<std::unique_ptr<PendingOp>> pending_sync_;
   // activations of the last micro-batch

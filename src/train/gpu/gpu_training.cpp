@@ -1,5 +1,5 @@
-// GpuTraining on GpuTransformer (src/model/gpu/): StepRunner's step on one GPU per rank, the
-// gradients summed over the dp ranks through a device communicator.
+// GpuTraining on GpuTransformer (src/model/gpu/): StepRunner's step on one GPU per rank, data and
+// expert parallel through device communicators.
 #include "train/gpu_training.h"
 
 #include <cmath>
@@ -18,18 +18,31 @@ namespace {
 
 class CudaTraining : public GpuTraining {
  public:
-  CudaTraining(const Config& cfg, Transformer& host, AdamW& optim, Communicator& dp)
-      : cfg_(cfg), bf16_(cfg.train.precision == "bf16"), accum_steps_(cfg.grad_accum_steps(dp.size())), dp_(dp) {
+  CudaTraining(const Config& cfg, Transformer& host, AdamW& optim, ParallelGroups& groups)
+      : cfg_(cfg),
+        bf16_(cfg.train.precision == "bf16"),
+        accum_steps_(cfg.grad_accum_steps(groups.world->size())),
+        dp_(*groups.dp) {
     MOE_CHECK(cuda::available(), cfg.source << ": train.precision bf16 trains on a GPU, and this machine has none "
                                                "that CUDA can use");
-    if (dp.size() > 1) {  // selects this rank's GPU before the model allocates on it
-      std::string kind;
-      device_comm_ = make_device_communicator(dp, &kind);
-      log_info(strformat("[gpu] data parallelism over %d ranks: %s communicator, GPU %s", dp.size(), kind.c_str(),
-                         cuda::device_name().c_str()));
-    }
+    MOE_CHECK(groups.tp_size == 1, cfg.source << ": parallel.tp must be 1 on GPUs");
+    // The device communicators select this rank's GPU before the model allocates on it.
+    std::string kind;
+    auto device_comm = [&](Communicator& group) {
+      return group.size() > 1 ? make_device_communicator(group, &kind) : nullptr;
+    };
+    dp_dev_ = device_comm(*groups.dp);
+    ep_dev_ = device_comm(*groups.ep);
+    expert_dp_dev_ = device_comm(*groups.expert_dp);
+    if (groups.world->size() > 1)
+      log_info(strformat("[gpu] %d ranks: dp %d, ep %d over %s communicators; GPU %s", groups.world->size(),
+                         groups.dp->size(), groups.ep->size(), kind.c_str(), cuda::device_name().c_str()));
     model_ = std::make_unique<gpu::GpuTransformer>(cfg.model, host.params(), bf16_);
-    model_->set_token_group(&dp_);
+    model_->set_token_group(groups.world);  // every rank holds distinct tokens (tp 1)
+    if (ep_dev_) model_->set_expert_parallel(groups.ep.get(), ep_dev_.get());
+    // replicated gradients over dp; expert ones over the ranks that hold the same experts
+    sync_ = dp_dev_.get();
+    sync_experts_ = groups.ep->size() > 1 ? expert_dp_dev_.get() : dp_dev_.get();
     const auto& params = optim.params();
     for (size_t i = 0; i < params.size(); ++i)
       model_->upload_moments(params[i]->name, optim.moment(i, 0), optim.moment(i, 1));
@@ -51,14 +64,14 @@ class CudaTraining : public GpuTraining {
         fill(m, tokens_.data(), targets_.data());
       }
       const bool last = m + 1 == accum_steps_;
-      if (last) model_->set_grad_sync(device_comm_.get());  // sums start layer by layer in this backward
+      if (last) model_->set_grad_sync(sync_, sync_experts_);  // sums start layer by layer in this backward
       MicroBatchLoss l = model_->forward_backward(tokens_.data(), targets_.data(), B, S, grad_scale);
-      model_->set_grad_sync(nullptr);
+      model_->set_grad_sync(nullptr, nullptr);
       r.ce += l.ce / accum_steps_;
       r.aux += l.aux / accum_steps_;
     }
-    if (device_comm_) {
-      model_->finish_grad_sync();
+    model_->finish_grad_sync();
+    if (dp > 1) {
       ScopedPhase phase("loss_sync");
       double sums[2] = {r.ce, r.aux};
       dp_.all_reduce_sum(sums, 2);
@@ -99,7 +112,9 @@ class CudaTraining : public GpuTraining {
   bool bf16_;
   int accum_steps_;
   Communicator& dp_;
-  std::unique_ptr<Communicator> device_comm_;  // dp > 1: NCCL or host-staged, over dp_
+  // NCCL or host-staged over the groups of more than one rank; sync_*: where gradients are summed
+  std::unique_ptr<Communicator> dp_dev_, ep_dev_, expert_dp_dev_;
+  Communicator *sync_ = nullptr, *sync_experts_ = nullptr;
   std::unique_ptr<gpu::GpuTransformer> model_;
   std::vector<int32_t> tokens_, targets_;
 };
@@ -109,8 +124,8 @@ class CudaTraining : public GpuTraining {
 bool gpu_training_available() { return cuda::available(); }
 
 std::unique_ptr<GpuTraining> make_gpu_training(const Config& cfg, Transformer& host, AdamW& optim,
-                                               Communicator& dp) {
-  return std::make_unique<CudaTraining>(cfg, host, optim, dp);
+                                               ParallelGroups& groups) {
+  return std::make_unique<CudaTraining>(cfg, host, optim, groups);
 }
 
 }  // namespace moe
