@@ -5,7 +5,8 @@
 #    model, two ranks sharing the GPU against one rank), 2. moe-gpu-bench and eager PyTorch on
 #    configs/gpu_bench_mixtral.yaml (launch/bench_vs_pytorch.sh --gpu; skipped when no python3 has
 #    torch), 3. moe-train with train.precision bf16 on configs/quickstart.yaml: one rank, then two
-#    data-parallel ranks (one GPU each where there are two, else sharing one through host staging);
+#    data-parallel ranks and two expert-parallel ones (parallel.ep 2) (one GPU each where there are
+#    two, else sharing one through host staging);
 #    their validation losses next to the CPU run's (2.50 / 2.24 / 2.14 at steps 100 / 200 / 300).
 # Logs under LOG_DIR (default runs/gpu_check); exits non-zero when a test or a training run fails.
 set -uo pipefail
@@ -39,6 +40,11 @@ if command -v mpirun > /dev/null; then
   mpirun --oversubscribe -np 2 "$BUILD/moe-train" configs/quickstart.yaml --set train.precision=bf16 \
     --set run.out_dir="$LOG/train_2ranks" 2>&1 | tee "$LOG/train_2ranks.log" | grep -E " val |communicator|rror"
   train2=${PIPESTATUS[0]}
+  mpirun --oversubscribe -np 2 "$BUILD/moe-train" configs/quickstart.yaml --set train.precision=bf16 \
+    --set parallel.ep=2 --set run.out_dir="$LOG/train_2ranks_ep" 2>&1 | tee "$LOG/train_2ranks_ep.log" |
+    grep -E " val |communicator|rror"
+  ep_rc=${PIPESTATUS[0]}
+  [ "$ep_rc" = 0 ] || train2=$ep_rc
 else
   echo "gpu_check: no mpirun: the two-rank run was skipped" >&2
 fi
