@@ -94,6 +94,7 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<PendingOp> all_reduce_sum_async(float* data, int64_t n) override {
     after_compute();
     check_nccl(ncclAllReduce(data, data, size_t(n), ncclFloat32, ncclSum, comm_, stream_), "all_reduce");
+    issued();
     return std::make_unique<StreamPending>(stream_);
   }
   void barrier() override {
@@ -116,12 +117,33 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
-  // The collective sees everything the default stream has queued before it.
+  // The collective sees everything the default stream has queued before it, and runs after the
+  // previous NCCL operation of this process on any communicator (NCCL: operations of different
+  // communicators running at once can hang the ranks; every rank issues them in the same order).
   void after_compute() {
     check_cuda(cudaEventRecord(compute_done_, cudaStreamLegacy), "event record");
     check_cuda(cudaStreamWaitEvent(stream_, compute_done_, 0), "stream wait");
+    if (last_op().recorded) check_cuda(cudaStreamWaitEvent(stream_, last_op().event, 0), "wait for the previous NCCL op");
   }
-  void finish() { check_cuda(cudaStreamSynchronize(stream_), "collective"); }
+  // After an operation is queued: the next one, on whichever communicator, waits for it.
+  void issued() {
+    LastOp& last = last_op();
+    if (!last.event) check_cuda(cudaEventCreateWithFlags(&last.event, cudaEventDisableTiming), "event");
+    check_cuda(cudaEventRecord(last.event, stream_), "event record");
+    last.recorded = true;
+  }
+  void finish() {
+    issued();
+    check_cuda(cudaStreamSynchronize(stream_), "collective");
+  }
+  struct LastOp {
+    cudaEvent_t event = nullptr;  // recorded after the latest NCCL operation queued by this process
+    bool recorded = false;
+  };
+  static LastOp& last_op() {
+    static LastOp last;  // one GPU per process; the event lives until the process ends
+    return last;
+  }
   template <class T>
   void reduce(T* d, int64_t n, ncclDataType_t type, ncclRedOp_t op) {
     after_compute();
