@@ -161,9 +161,11 @@ TEST_P(EmulatedFlashAttention, ForwardAndBackwardMatchTheCpu) {
   emu::set_schedule(emu::Schedule{});
 }
 
-// Partial tiles (S not a multiple of 64 or 32), several tiles, every head dim the kernels take.
+// Partial tiles (S not a multiple of 64 or 32, S below one mma tile), several tiles, every head dim
+// the kernels take.
 INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlashAttention,
-                         ::testing::Values(FlashShape{2, 100, 32}, FlashShape{1, 129, 64}, FlashShape{1, 64, 128},
+                         ::testing::Values(FlashShape{1, 7, 32}, FlashShape{2, 100, 32}, FlashShape{1, 129, 64},
+                                           FlashShape{1, 64, 128},
                                            FlashShape{1, 150, 128}),
                          [](const auto& info) {
                            const FlashShape& s = info.param;
