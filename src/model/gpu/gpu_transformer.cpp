@@ -1,6 +1,7 @@
 // GpuTransformer: the CPU model's forward and backward (src/model/*.cpp), call for call, on the
 // CUDA twins of the kernels. Comments name the CPU function each part mirrors. Parameter accessors
-// and the matmul helpers: gpu_matmuls.cpp.
+// and the matmul helpers: gpu_matmuls.cpp; the expert stage (and its ep dispatch): gpu_experts.cpp;
+// the balancing losses and per-step MoE statistics: gpu_moe_stats.cpp.
 #include "model/gpu/gpu_transformer.h"
 #include "model/gpu/gpu_block.h"
 
