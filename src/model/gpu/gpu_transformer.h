@@ -169,7 +169,7 @@ class GpuTransformer {
   void balancing_losses(Block& b, const std::vector<int64_t>& counts, int64_t B, int64_t S, float grad_scale,
                         MicroBatchLoss& loss);
   Communicator* token_group_ = nullptr;
-  Communicator *ep_host_ = nullptr, *ep_device_ = nullptr;  // expert parallelism
+  Communicator* ep_host_ = nullptr;  // expert parallelism: the ep group (counts, the norm)
   Communicator* sync_comm_ = nullptr;
   Communicator* sync_expert_comm_ = nullptr;
   std::map<int, std::vector<DevParam*>> sync_groups_;
