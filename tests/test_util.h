@@ -27,6 +27,8 @@ void random_tokens(const std::string& name, uint64_t seed, int m, int64_t n, int
 // failure per tensor, naming how many elements are off and the worst one, so that a run shows
 // every tensor that is off.
 void expect_tensor_close(const Tensor& got, const Tensor& want, const std::string& what, double rel = 1e-4);
+// ||got - want|| / ||want|| (L2, in double); NaN when an element of got is not finite.
+double relative_error(const std::vector<float>& got, const std::vector<float>& want);
 // The lines of a text file; the number after "key": in a JSON line (NaN when the key is absent).
 std::vector<std::string> read_lines(const std::string& path);
 double json_number(const std::string& json, const std::string& key);

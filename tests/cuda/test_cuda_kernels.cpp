@@ -285,16 +285,6 @@ struct AttnShape {
 };
 class CudaAttention : public ::testing::TestWithParam<AttnShape> {};
 
-// ||got - want|| / ||want||
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = double(got[i]) - double(want[i]);
-    num += d * d, den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
-
 TEST_P(CudaAttention, BlockedAndFusedMatchTheCpu) {
   REQUIRE_GPU();
   const AttnShape s = GetParam();
@@ -336,9 +326,9 @@ TEST_P(CudaAttention, BlockedAndFusedMatchTheCpu) {
     }
     // bf16 operands: relative errors of bf16 rounding (under 1e-2), never NaN
     const std::pair<const char*, double> errors[] = {
-        {"out", relative_error(down(gout), out)}, {"lse", relative_error(down(glse), lse)},
-        {"dq", relative_error(down(gdq), dq)},    {"dk", relative_error(down(gdk), dk)},
-        {"dv", relative_error(down(gdv), dv)}};
+        {"out", test::relative_error(down(gout), out)}, {"lse", test::relative_error(down(glse), lse)},
+        {"dq", test::relative_error(down(gdq), dq)},    {"dk", test::relative_error(down(gdk), dk)},
+        {"dv", test::relative_error(down(gdv), dv)}};
     for (const auto& [what, err] : errors) EXPECT_LT(err, 1e-2) << "bf16 attention " << what;
   }
 }

@@ -36,17 +36,6 @@ std::vector<float> to_float(const std::vector<bf16>& x) {
   return y;
 }
 
-// ||got - want|| / ||want||, NaN when any element of got is not finite
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return std::numeric_limits<double>::quiet_NaN();
-    const double d = double(got[i]) - double(want[i]);
-    num += d * d, den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
-
 // One warp: C = A B^T (rows_times_rows) and D = C_bf16 M (accumulators_to_a + a_times_tile) for
 // random bf16 tiles, against plain loops over the same bf16 values.
 TEST(EmulatedWarpMma, TileProductsMatchPlainLoops) {
@@ -152,10 +141,10 @@ TEST_P(EmulatedFlashAttention, ForwardAndBackwardMatchTheCpu) {
     run(BH, S, scale, q16.data(), k16.data(), v16.data(), do16.data(), lse.data(), delta.data(), gout.data(),
         glse.data(), gdq.data(), gdk.data(), gdv.data());
     EXPECT_LT(test::max_abs_diff(glse.data(), lse.data(), BH * S), 1e-4) << "lse";
-    const std::pair<const char*, double> errors[] = {{"out", relative_error(heads_to_rows(gout, BH, S, hd), out)},
-                                                     {"dq", relative_error(heads_to_rows(gdq, BH, S, hd), dq)},
-                                                     {"dk", relative_error(heads_to_rows(gdk, BH, S, hd), dk)},
-                                                     {"dv", relative_error(heads_to_rows(gdv, BH, S, hd), dv)}};
+    const std::pair<const char*, double> errors[] = {{"out", test::relative_error(heads_to_rows(gout, BH, S, hd), out)},
+                                                     {"dq", test::relative_error(heads_to_rows(gdq, BH, S, hd), dq)},
+                                                     {"dk", test::relative_error(heads_to_rows(gdk, BH, S, hd), dk)},
+                                                     {"dv", test::relative_error(heads_to_rows(gdv, BH, S, hd), dv)}};
     for (const auto& [what, err] : errors) EXPECT_LT(err, 1e-2) << what;  // bf16 probabilities in the products
   }
   emu::set_schedule(emu::Schedule{});
