@@ -55,9 +55,8 @@ __global__ void adamw_many_kernel(const AdamWTensor* tensors, const Chunk* chunk
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float bias_correction1, float bias_correction2, Stream stream) {
   if (n == 0) return;
-  adamw_kernel<<<blocks_for(n), kThreads, 0, stream>>>(p, g, m, v, n, 1.0f - lr * weight_decay,
-                                                        lr / bias_correction1, sqrtf(bias_correction2), beta1, beta2,
-                                                        eps);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, adamw_kernel)
+  (p, g, m, v, n, 1.0f - lr * weight_decay, lr / bias_correction1, sqrtf(bias_correction2), beta1, beta2, eps);
   MOE_CUDA_LAUNCHED();
 }
 
@@ -74,8 +73,8 @@ void adamw_update_many(const AdamWTensor* tensors, int count, float lr, float be
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_tensors, tensors, sizeof(AdamWTensor) * count, cudaMemcpyHostToDevice, stream));
   MOE_CUDA_CHECK(
       cudaMemcpyAsync(d_chunks, chunks.data(), sizeof(Chunk) * chunks.size(), cudaMemcpyHostToDevice, stream));
-  adamw_many_kernel<<<unsigned(chunks.size()), kThreads, 0, stream>>>(d_tensors, d_chunks, lr, beta1, beta2, eps,
-                                                                       bias_correction1, bias_correction2, grad_scale);
+  MOE_LAUNCH(unsigned(chunks.size()), kThreads, 0, stream, adamw_many_kernel)
+  (d_tensors, d_chunks, lr, beta1, beta2, eps, bias_correction1, bias_correction2, grad_scale);
   MOE_CUDA_LAUNCHED();
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host chunk table goes out of scope
   stream_free(d_tensors, stream);

@@ -168,7 +168,8 @@ bool fused_supports(int64_t hd) { return hd == 32 || hd == 64 || hd == 128; }
 
 template <class Kernel>
 void allow_smem(Kernel kernel, size_t bytes) {
-  MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  MOE_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
 template <int HD>
@@ -177,7 +178,7 @@ void fused_forward_hd(const Shape& s, const bf16* qh, const bf16* kh, const bf16
   const size_t smem = flash::fwd_smem<HD>();
   allow_smem(flash::flash_fwd<HD>, smem);
   const dim3 grid(unsigned((s.S + flash::kTile - 1) / flash::kTile), unsigned(s.BH));
-  flash::flash_fwd<HD><<<grid, flash::kThreads, smem, stream>>>(qh, kh, vh, oh, lse, s.S, s.scale);
+  MOE_LAUNCH(grid, flash::kThreads, smem, stream, flash::flash_fwd<HD>)(qh, kh, vh, oh, lse, s.S, s.scale);
   MOE_CUDA_LAUNCHED();
 }
 
@@ -188,10 +189,11 @@ void fused_backward_hd(const Shape& s, const bf16* qh, const bf16* kh, const bf1
   const size_t kv_smem = flash::bwd_kv_smem<HD>(), q_smem = flash::bwd_q_smem<HD>();
   allow_smem(flash::flash_bwd_kv<HD>, kv_smem);
   allow_smem(flash::flash_bwd_q<HD>, q_smem);
-  flash::flash_bwd_kv<HD><<<grid, flash::kThreads, kv_smem, stream>>>(qh, kh, vh, doh, lse, delta, dkh, dvh, s.S,
-                                                                       s.scale);
+  MOE_LAUNCH(grid, flash::kThreads, kv_smem, stream, flash::flash_bwd_kv<HD>)
+  (qh, kh, vh, doh, lse, delta, dkh, dvh, s.S, s.scale);
   MOE_CUDA_LAUNCHED();
-  flash::flash_bwd_q<HD><<<grid, flash::kThreads, q_smem, stream>>>(qh, kh, vh, doh, lse, delta, dqh, s.S, s.scale);
+  MOE_LAUNCH(grid, flash::kThreads, q_smem, stream, flash::flash_bwd_q<HD>)
+  (qh, kh, vh, doh, lse, delta, dqh, s.S, s.scale);
   MOE_CUDA_LAUNCHED();
 }
 
@@ -216,9 +218,9 @@ void forward(const float* q, const float* k, const float* v, float* out, float* 
   const int64_t tiles = use_fused ? 1 : s.BH * tile;  // the fused kernels keep their tiles in shared memory
   T *qh = alloc<T>(n, stream), *kh = alloc<T>(n, stream), *vh = alloc<T>(n, stream), *p = alloc<T>(tiles, stream);
   float *oh = alloc<float>(n, stream), *sc = alloc<float>(tiles, stream);
-  to_heads<T><<<blocks_for(n), kThreads, 0, stream>>>(q, qh, s.B, s.S, s.H, s.H, s.hd);
-  to_heads<T><<<blocks_for(n), kThreads, 0, stream>>>(k, kh, s.B, s.S, s.H, s.Hkv, s.hd);
-  to_heads<T><<<blocks_for(n), kThreads, 0, stream>>>(v, vh, s.B, s.S, s.H, s.Hkv, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_heads<T>)(q, qh, s.B, s.S, s.H, s.H, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_heads<T>)(k, kh, s.B, s.S, s.H, s.Hkv, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_heads<T>)(v, vh, s.B, s.S, s.H, s.Hkv, s.hd);
   MOE_CUDA_LAUNCHED();
   if (use_fused) fused_forward(s, reinterpret_cast<const bf16*>(qh), reinterpret_cast<const bf16*>(kh),
                                reinterpret_cast<const bf16*>(vh), oh, lse, stream);
@@ -227,12 +229,12 @@ void forward(const float* q, const float* k, const float* v, float* out, float* 
     const BlockRows d{s.BH, rows, s0, s.S, s.ld, s.kb, s.scale};
     head_gemm<T>(s, false, true, rows, cols, s.hd, qh + s0 * s.hd, s.hd, hs, kh, s.hd, hs, 0.0f, sc, s.ld, tile,
                  stream);  // scores = Q_blk K^T
-    probs_rows<T, true><<<warps_blocks(s.BH * rows), kThreads, 0, stream>>>(sc, p, lse, d);
+    MOE_LAUNCH(warps_blocks(s.BH * rows), kThreads, 0, stream, probs_rows<T, true>)(sc, p, lse, d);
     MOE_CUDA_LAUNCHED();
     head_gemm<T>(s, false, false, rows, s.hd, cols, p, s.ld, tile, vh, s.hd, hs, 0.0f, oh + s0 * s.hd, s.hd, hs,
                  stream);  // O_blk = P V
   }
-  from_heads_sum<<<blocks_for(n), kThreads, 0, stream>>>(oh, out, s.B, s.S, s.H, s.H, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, from_heads_sum)(oh, out, s.B, s.S, s.H, s.H, s.hd);
   MOE_CUDA_LAUNCHED();
   for (void* x : {(void*)qh, (void*)kh, (void*)vh, (void*)p, (void*)oh, (void*)sc}) stream_free(x, stream);
 }
@@ -247,11 +249,11 @@ void backward(const float* q, const float* k, const float* v, const float* out, 
   float *dqh = alloc<float>(n, stream), *dkh = alloc<float>(n, stream), *dvh = alloc<float>(n, stream),
         *sc = alloc<float>(tiles, stream), *dp = alloc<float>(tiles, stream),
         *delta = alloc<float>(s.BH * s.S, stream);
-  to_heads<T><<<blocks_for(n), kThreads, 0, stream>>>(q, qh, s.B, s.S, s.H, s.H, s.hd);
-  to_heads<T><<<blocks_for(n), kThreads, 0, stream>>>(k, kh, s.B, s.S, s.H, s.Hkv, s.hd);
-  to_heads<T><<<blocks_for(n), kThreads, 0, stream>>>(v, vh, s.B, s.S, s.H, s.Hkv, s.hd);
-  to_heads<T><<<blocks_for(n), kThreads, 0, stream>>>(dout, doh, s.B, s.S, s.H, s.H, s.hd);
-  row_delta<<<blocks_for(s.BH * s.S), kThreads, 0, stream>>>(out, dout, delta, s.B, s.S, s.H, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_heads<T>)(q, qh, s.B, s.S, s.H, s.H, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_heads<T>)(k, kh, s.B, s.S, s.H, s.Hkv, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_heads<T>)(v, vh, s.B, s.S, s.H, s.Hkv, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_heads<T>)(dout, doh, s.B, s.S, s.H, s.H, s.hd);
+  MOE_LAUNCH(blocks_for(s.BH * s.S), kThreads, 0, stream, row_delta)(out, dout, delta, s.B, s.S, s.H, s.hd);
   MOE_CUDA_LAUNCHED();
   if (use_fused) {
     fused_backward(s, reinterpret_cast<const bf16*>(qh), reinterpret_cast<const bf16*>(kh),
@@ -267,22 +269,22 @@ void backward(const float* q, const float* k, const float* v, const float* out, 
     const unsigned grid = warps_blocks(s.BH * rows);
     head_gemm<T>(s, false, true, rows, cols, s.hd, qh + s0 * s.hd, s.hd, hs, kh, s.hd, hs, 0.0f, sc, s.ld, tile,
                  stream);  // scores = Q_blk K^T
-    probs_rows<T, false><<<grid, kThreads, 0, stream>>>(sc, p, const_cast<float*>(lse), d);
+    MOE_LAUNCH(grid, kThreads, 0, stream, probs_rows<T, false>)(sc, p, const_cast<float*>(lse), d);
     MOE_CUDA_LAUNCHED();
     head_gemm<T>(s, true, false, cols, s.hd, rows, p, s.ld, tile, doh + s0 * s.hd, s.hd, hs, 1.0f, dvh, s.hd, hs,
                  stream);  // dV += P^T dO_blk
     head_gemm<T>(s, false, true, rows, cols, s.hd, doh + s0 * s.hd, s.hd, hs, vh, s.hd, hs, 0.0f, dp, s.ld, tile,
                  stream);  // dP = dO_blk V^T
-    dscores_rows<T><<<grid, kThreads, 0, stream>>>(sc, dp, p, lse, delta, d);
+    MOE_LAUNCH(grid, kThreads, 0, stream, dscores_rows<T>)(sc, dp, p, lse, delta, d);
     MOE_CUDA_LAUNCHED();
     head_gemm<T>(s, false, false, rows, s.hd, cols, p, s.ld, tile, kh, s.hd, hs, 0.0f, dqh + s0 * s.hd, s.hd, hs,
                  stream);  // dQ_blk = dS K
     head_gemm<T>(s, true, false, cols, s.hd, rows, p, s.ld, tile, qh + s0 * s.hd, s.hd, hs, 1.0f, dkh, s.hd, hs,
                  stream);  // dK += dS^T Q_blk
   }
-  from_heads_sum<<<blocks_for(n), kThreads, 0, stream>>>(dqh, dq, s.B, s.S, s.H, s.H, s.hd);
-  from_heads_sum<<<blocks_for(n), kThreads, 0, stream>>>(dkh, dk, s.B, s.S, s.H, s.Hkv, s.hd);
-  from_heads_sum<<<blocks_for(n), kThreads, 0, stream>>>(dvh, dv, s.B, s.S, s.H, s.Hkv, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, from_heads_sum)(dqh, dq, s.B, s.S, s.H, s.H, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, from_heads_sum)(dkh, dk, s.B, s.S, s.H, s.Hkv, s.hd);
+  MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, from_heads_sum)(dvh, dv, s.B, s.S, s.H, s.Hkv, s.hd);
   MOE_CUDA_LAUNCHED();
   for (void* x : {(void*)qh, (void*)kh, (void*)vh, (void*)doh, (void*)p, (void*)dqh, (void*)dkh, (void*)dvh,
                   (void*)sc, (void*)dp, (void*)delta})

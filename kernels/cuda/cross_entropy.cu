@@ -122,15 +122,15 @@ void lm_head_ce(bool bf16, const void* h, const void* W, const int32_t* targets,
   float* stats = nullptr;  // row_max, sum_exp, target_logit: [3, T]
   stats = static_cast<decltype(stats)>(stream_alloc(sizeof(float) * 3 * T, stream));
   float *row_max = stats, *sum_exp = stats + T, *target_logit = stats + 2 * T;
-  fill_kernel<<<blocks_for(T), kThreads, 0, stream>>>(row_max, T, -FLT_MAX);
+  MOE_LAUNCH(blocks_for(T), kThreads, 0, stream, fill_kernel)(row_max, T, -FLT_MAX);
   MOE_CUDA_CHECK(cudaMemsetAsync(sum_exp, 0, sizeof(float) * 2 * T, stream));
   for (int64_t v0 = 0; v0 < V; v0 += chunk) {
     const int64_t c = std::min(chunk, V - v0);
     logits(v0, c);
-    fold_chunk<<<unsigned(T), kThreads, 0, stream>>>(scratch, c, v0, targets, row_max, sum_exp, target_logit);
+    MOE_LAUNCH(unsigned(T), kThreads, 0, stream, fold_chunk)(scratch, c, v0, targets, row_max, sum_exp, target_logit);
     MOE_CUDA_LAUNCHED();
   }
-  loss_kernel<<<blocks_for(T), kThreads, 0, stream>>>(row_max, sum_exp, target_logit, T, loss);
+  MOE_LAUNCH(blocks_for(T), kThreads, 0, stream, loss_kernel)(row_max, sum_exp, target_logit, T, loss);
   MOE_CUDA_LAUNCHED();
   if (dh) {
     MOE_CUDA_CHECK(cudaMemsetAsync(dh, 0, sizeof(float) * T * D, stream));
@@ -138,14 +138,14 @@ void lm_head_ce(bool bf16, const void* h, const void* W, const int32_t* targets,
       const int64_t c = std::min(chunk, V - v0);
       logits(v0, c);
       if (bf16) {
-        chunk_backward<__nv_bfloat16><<<unsigned(T), kThreads, 0, stream>>>(
-            scratch, static_cast<__nv_bfloat16*>(scratch_bf16), c, v0, targets, row_max, sum_exp, grad_scale);
+        MOE_LAUNCH(unsigned(T), kThreads, 0, stream, chunk_backward<__nv_bfloat16>)
+        (scratch, static_cast<__nv_bfloat16*>(scratch_bf16), c, v0, targets, row_max, sum_exp, grad_scale);
         MOE_CUDA_LAUNCHED();
         gemm_bf16(false, false, T, D, c, 1.0f, scratch_bf16, c, rows_of(W, v0), D, 1.0f, dh, D, false, stream);
         gemm_bf16(true, false, c, D, T, 1.0f, scratch_bf16, c, h, D, 1.0f, dW + v0 * D, D, false, stream);
       } else {
-        chunk_backward<float><<<unsigned(T), kThreads, 0, stream>>>(scratch, scratch, c, v0, targets, row_max, sum_exp,
-                                                                    grad_scale);
+        MOE_LAUNCH(unsigned(T), kThreads, 0, stream, chunk_backward<float>)
+        (scratch, scratch, c, v0, targets, row_max, sum_exp, grad_scale);
         MOE_CUDA_LAUNCHED();
         const float* Wc = reinterpret_cast<const float*>(rows_of(W, v0));
         gemm(false, false, T, D, c, 1.0f, scratch, c, Wc, D, 1.0f, dh, D, stream);  // dh += dl W_c
@@ -173,31 +173,32 @@ void lm_head_cross_entropy_bf16(const void* h, const void* W, const int32_t* tar
 
 void cross_entropy_row_max(const float* logits, int64_t T, int64_t V, float* row_max, Stream stream) {
   if (T == 0) return;
-  row_max_kernel<<<unsigned(T), kThreads, 0, stream>>>(logits, V, row_max);
+  MOE_LAUNCH(unsigned(T), kThreads, 0, stream, row_max_kernel)(logits, V, row_max);
   MOE_CUDA_LAUNCHED();
 }
 void cross_entropy_sum_exp(const float* logits, const float* row_max, int64_t T, int64_t V, float* sum_exp,
                            Stream stream) {
   if (T == 0) return;
-  sum_exp_kernel<<<unsigned(T), kThreads, 0, stream>>>(logits, row_max, V, sum_exp);
+  MOE_LAUNCH(unsigned(T), kThreads, 0, stream, sum_exp_kernel)(logits, row_max, V, sum_exp);
   MOE_CUDA_LAUNCHED();
 }
 void cross_entropy_target_logit(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* out,
                                 Stream stream) {
   if (T == 0) return;
-  target_logit_kernel<<<blocks_for(T), kThreads, 0, stream>>>(logits, targets, T, V, out);
+  MOE_LAUNCH(blocks_for(T), kThreads, 0, stream, target_logit_kernel)(logits, targets, T, V, out);
   MOE_CUDA_LAUNCHED();
 }
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* row_max, const float* sum_exp,
                             int64_t T, int64_t V, float grad_scale, float* dlogits, Stream stream) {
   if (T == 0) return;
-  backward_kernel<<<unsigned(T), kThreads, 0, stream>>>(logits, targets, row_max, sum_exp, V, grad_scale, dlogits);
+  MOE_LAUNCH(unsigned(T), kThreads, 0, stream, backward_kernel)
+  (logits, targets, row_max, sum_exp, V, grad_scale, dlogits);
   MOE_CUDA_LAUNCHED();
 }
 void cross_entropy_loss(const float* row_max, const float* sum_exp, const float* target_logit, int64_t T, float* loss,
                         Stream stream) {
   if (T == 0) return;
-  loss_kernel<<<blocks_for(T), kThreads, 0, stream>>>(row_max, sum_exp, target_logit, T, loss);
+  MOE_LAUNCH(blocks_for(T), kThreads, 0, stream, loss_kernel)(row_max, sum_exp, target_logit, T, loss);
   MOE_CUDA_LAUNCHED();
 }
 

@@ -22,6 +22,16 @@
                                                     << ": " << cublasGetStatusString(moe_st_));               \
   } while (0)
 
+// kernel<<<grid, threads, dynamic_smem_bytes, stream>>>(args...), written
+// MOE_LAUNCH(grid, threads, dynamic_smem_bytes, stream, kernel)(args...) so that the CUDA emulation
+// (tests/emulation/, MOE_CUDA_EMULATION) can run the same source on the CPU.
+#ifdef MOE_CUDA_EMULATION
+#define MOE_LAUNCH(grid, threads, smem_bytes, stream, ...) \
+  ::moe::emu::launcher(grid, threads, smem_bytes, stream, __VA_ARGS__)
+#else
+#define MOE_LAUNCH(grid, threads, smem_bytes, stream, ...) __VA_ARGS__<<<grid, threads, smem_bytes, stream>>>
+#endif
+
 // A kernel launch's own error (bad configuration), checked right after the launch.
 #define MOE_CUDA_LAUNCHED() MOE_CUDA_CHECK(cudaGetLastError())
 

@@ -109,9 +109,10 @@ __global__ void fill_random(T* x, int64_t n, uint32_t seed) {
 void* random_device(int64_t n, bool bf16, uint32_t seed) {
   void* p = device_alloc(size_t(std::max<int64_t>(n, 1)) * (bf16 ? 2 : 4));
   if (bf16)
-    fill_random<<<blocks_for(n), kThreads>>>(static_cast<__nv_bfloat16*>(p), n, seed);
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, nullptr, fill_random<__nv_bfloat16>)
+    (static_cast<__nv_bfloat16*>(p), n, seed);
   else
-    fill_random<<<blocks_for(n), kThreads>>>(static_cast<float*>(p), n, seed);
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, nullptr, fill_random<float>)(static_cast<float*>(p), n, seed);
   MOE_CUDA_LAUNCHED();
   return p;
 }

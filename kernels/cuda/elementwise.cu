@@ -4,22 +4,29 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/vectorized.cuh"
 #include "kernels/elementwise.h"
 
 namespace moe::cuda {
 namespace {
 
-__global__ void add_inplace_kernel(float* y, const float* x, int64_t n) {
+// V = float4 where the sizes and pointers allow it (vectorized.cuh), float otherwise.
+template <class V>
+__global__ void add_inplace_kernel(V* y, const V* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] += x[i];
+    y[i] = y[i] + x[i];
 }
-__global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
+
+template <class V>
+__global__ void add_kernel(const V* a, const V* b, V* out, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = a[i] + b[i];
 }
-__global__ void scale_kernel(float* x, int64_t n, float s) {
+
+template <class V>
+__global__ void scale_kernel(V* x, int64_t n, float s) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    x[i] *= s;
+    x[i] = s * x[i];
 }
 
 // Every block sums its slice of every tensor in double; block partials land in `partial`, summed
@@ -46,27 +53,58 @@ __global__ void to_bf16_kernel(const float* x, __nv_bfloat16* y, int64_t n) {
     y[i] = __float2bfloat16(x[i]);  // round to nearest even
 }
 
+// Four at a time: a float4 in, two bf16 pairs (8 bytes) out, rounded as above.
+__global__ void to_bf16x4_kernel(const float4* x, __nv_bfloat162* y, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    const float4 v = x[i];
+    y[2 * i] = __floats2bfloat162_rn(v.x, v.y);
+    y[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+  }
+}
+
+template <class V>
+const V* as(const float* p) {
+  return reinterpret_cast<const V*>(p);
+}
+template <class V>
+V* as(float* p) {
+  return reinterpret_cast<V*>(p);
+}
+
 }  // namespace
 
 void to_bf16(const float* x, void* y, int64_t n, Stream stream) {
   if (n == 0) return;
-  to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, static_cast<__nv_bfloat16*>(y), n);
+  if (vector4_ok(n, x) && aligned_to(y, 8)) {
+    MOE_LAUNCH(blocks_for(n / 4), kThreads, 0, stream, to_bf16x4_kernel)
+    (as<float4>(x), static_cast<__nv_bfloat162*>(y), n / 4);
+  } else {
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, to_bf16_kernel)(x, static_cast<__nv_bfloat16*>(y), n);
+  }
   MOE_CUDA_LAUNCHED();
 }
-
 void add_inplace(float* y, const float* x, int64_t n, Stream stream) {
-  add_inplace_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, x, n);
+  if (vector4_ok(n, y, x))
+    MOE_LAUNCH(blocks_for(n / 4), kThreads, 0, stream, add_inplace_kernel<float4>)(as<float4>(y), as<float4>(x), n / 4);
+  else
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, add_inplace_kernel<float>)(y, x, n);
   MOE_CUDA_LAUNCHED();
 }
 void add(const float* a, const float* b, float* out, int64_t n, Stream stream) {
-  add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(a, b, out, n);
+  if (vector4_ok(n, a, b, out))
+    MOE_LAUNCH(blocks_for(n / 4), kThreads, 0, stream, add_kernel<float4>)
+    (as<float4>(a), as<float4>(b), as<float4>(out), n / 4);
+  else
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, add_kernel<float>)(a, b, out, n);
   MOE_CUDA_LAUNCHED();
 }
 void scale_inplace(float* x, int64_t n, float s, Stream stream) {
-  scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n, s);
+  if (vector4_ok(n, x))
+    MOE_LAUNCH(blocks_for(n / 4), kThreads, 0, stream, scale_kernel<float4>)(as<float4>(x), n / 4, s);
+  else
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, scale_kernel<float>)(x, n, s);
   MOE_CUDA_LAUNCHED();
 }
-
 double sum_squares_many(const float* const* tensors, const int64_t* sizes, int count, Stream stream) {
   constexpr int kBlocks = 512;
   const float** d_tensors = nullptr;
@@ -77,7 +115,7 @@ double sum_squares_many(const float* const* tensors, const int64_t* sizes, int c
   d_partial = static_cast<decltype(d_partial)>(stream_alloc(sizeof(double) * kBlocks, stream));
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_tensors, tensors, sizeof(float*) * count, cudaMemcpyHostToDevice, stream));
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_sizes, sizes, sizeof(int64_t) * count, cudaMemcpyHostToDevice, stream));
-  sum_squares_kernel<<<kBlocks, kThreads, 0, stream>>>(d_tensors, d_sizes, count, d_partial);
+  MOE_LAUNCH(kBlocks, kThreads, 0, stream, sum_squares_kernel)(d_tensors, d_sizes, count, d_partial);
   MOE_CUDA_LAUNCHED();
   double partial[kBlocks];
   MOE_CUDA_CHECK(cudaMemcpyAsync(partial, d_partial, sizeof(partial), cudaMemcpyDeviceToHost, stream));

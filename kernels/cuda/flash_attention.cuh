@@ -69,7 +69,7 @@ template <int HD>
 __global__ void __launch_bounds__(kThreads) flash_fwd(const bf16* qh, const bf16* kh, const bf16* vh, float* oh,
                                                       float* lse, int64_t S, float scale) {
   constexpr int LD = padded<HD>(), kElems = kTile * LD;
-  extern __shared__ __align__(128) unsigned char smem[];
+  MOE_DYNAMIC_SMEM(smem);
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* stages = Qs + kElems;  // stage i: K at stages + 2 i kElems, V after it
   const int64_t bh = blockIdx.y, q0 = int64_t(gridDim.x - 1 - blockIdx.x) * kTile, base = bh * S * HD;
@@ -170,7 +170,7 @@ __global__ void __launch_bounds__(kThreads)
     flash_bwd_kv(const bf16* qh, const bf16* kh, const bf16* vh, const bf16* doh, const float* lse,
                  const float* delta, float* dkh, float* dvh, int64_t S, float scale) {
   constexpr int LD = padded<HD>(), QN = kv_query_rows<HD>(), kQElems = QN * LD;
-  extern __shared__ __align__(128) unsigned char smem[];
+  MOE_DYNAMIC_SMEM(smem);
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + kTile * LD;
   bf16* stages = Vs + kTile * LD;  // stage i: Q at stages + 2 i kQElems, dO after it
@@ -240,7 +240,7 @@ __global__ void __launch_bounds__(kThreads)
     flash_bwd_q(const bf16* qh, const bf16* kh, const bf16* vh, const bf16* doh, const float* lse,
                 const float* delta, float* dqh, int64_t S, float scale) {
   constexpr int LD = padded<HD>(), kElems = kTile * LD;
-  extern __shared__ __align__(128) unsigned char smem[];
+  MOE_DYNAMIC_SMEM(smem);
   bf16* Qs = reinterpret_cast<bf16*>(smem);
   bf16* Ds = Qs + kElems;
   bf16* stages = Ds + kElems;  // stage i: K at stages + 2 i kElems, V after it

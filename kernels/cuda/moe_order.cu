@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/vectorized.cuh"
 #include "kernels/moe_order.h"
 
 namespace moe::cuda {
@@ -47,24 +48,54 @@ __global__ void place_copies(const int32_t* idx, const int64_t* rank_in_expert, 
   }
 }
 
-__global__ void gather_rows(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * D; i += int64_t(gridDim.x) * blockDim.x)
-    xs[i] = x[int64_t(row_token[i / D]) * D + i % D];
+// xs row r = x row row_token[r]: one block per row, V = float4 where D allows it.
+template <class V>
+__global__ void gather_rows(const V* x, const int32_t* row_token, int64_t n, int64_t Dv, V* xs) {
+  for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const V* src = x + int64_t(row_token[r]) * Dv;
+    for (int64_t c = threadIdx.x; c < Dv; c += blockDim.x) xs[r * Dv + c] = src[c];
+  }
 }
 
-// out[t, :] = sum over kept copies j of w[t, j] * rows[slot[t, j], :] (w == nullptr: weight 1).
-// The unorder forward, and (with w == nullptr) the backward of the gather.
-__global__ void sum_copies(const float* rows, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
-                           float* out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < T * D; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t t = i / D, d = i % D;
-    float s = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t r = slot[t * k + j];
-      if (r >= 0) s += (w ? w[t * k + j] : 1.0f) * rows[r * D + d];
+// out[t, :] = sum over kept copies j of w[t, j] * rows[slot[t, j], :] (w == nullptr: weight 1),
+// one block per token. The unorder forward, and (with w == nullptr) the backward of the gather.
+template <class V>
+__global__ void sum_copies(const V* rows, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t Dv,
+                           V* out) {
+  for (int64_t t = blockIdx.x; t < T; t += gridDim.x)
+    for (int64_t c = threadIdx.x; c < Dv; c += blockDim.x) {
+      V s = zero_of<V>();
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t r = slot[t * k + j];
+        if (r >= 0) s = axpy(w ? w[t * k + j] : 1.0f, rows[r * Dv + c], s);
+      }
+      out[t * Dv + c] = s;
     }
-    out[i] = s;
-  }
+}
+
+template <class V>
+void launch_gather(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs, Stream stream) {
+  MOE_LAUNCH(row_blocks(n), kThreads, 0, stream, gather_rows<V>)
+  (reinterpret_cast<const V*>(x), row_token, n, D * int64_t(sizeof(float)) / int64_t(sizeof(V)),
+   reinterpret_cast<V*>(xs));
+  MOE_CUDA_LAUNCHED();
+}
+
+template <class V>
+void launch_sum_copies(const float* rows, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
+                       float* out, Stream stream) {
+  const int64_t Dv = D * int64_t(sizeof(float)) / int64_t(sizeof(V));
+  MOE_LAUNCH(row_blocks(T), kThreads, 0, stream, sum_copies<V>)
+  (reinterpret_cast<const V*>(rows), slot, w, T, k, Dv, reinterpret_cast<V*>(out));
+  MOE_CUDA_LAUNCHED();
+}
+
+void sum_copies_any(const float* rows, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
+                    float* out, Stream stream) {
+  if (vector4_ok(D, rows, out))
+    launch_sum_copies<float4>(rows, slot, w, T, k, D, out, stream);
+  else
+    launch_sum_copies<float>(rows, slot, w, T, k, D, out, stream);
 }
 
 // One block per copy (t, j): dye row = w dy row; dw = dy . ye row (block reduction).
@@ -98,7 +129,7 @@ int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int
   d_counts = static_cast<decltype(d_counts)>(stream_alloc(sizeof(int64_t) * E, stream));
   d_offsets = static_cast<decltype(d_offsets)>(stream_alloc(sizeof(int64_t) * (E + 1), stream));
   d_kept = static_cast<decltype(d_kept)>(stream_alloc(sizeof(int64_t) * E, stream));
-  rank_copies<<<unsigned(E), kThreads, 0, stream>>>(idx, n, d_rank, d_counts);
+  MOE_LAUNCH(unsigned(E), kThreads, 0, stream, rank_copies)(idx, n, d_rank, d_counts);
   MOE_CUDA_LAUNCHED();
   MOE_CUDA_CHECK(cudaMemcpyAsync(counts, d_counts, sizeof(int64_t) * E, cudaMemcpyDeviceToHost, stream));
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -111,7 +142,7 @@ int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_offsets, offsets, sizeof(int64_t) * (E + 1), cudaMemcpyHostToDevice, stream));
   MOE_CUDA_CHECK(cudaMemcpyAsync(d_kept, kept.data(), sizeof(int64_t) * E, cudaMemcpyHostToDevice, stream));
   if (n > 0) {
-    place_copies<<<blocks_for(n), kThreads, 0, stream>>>(idx, d_rank, d_offsets, d_kept, n, k, slot, row_token);
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, place_copies)(idx, d_rank, d_offsets, d_kept, n, k, slot, row_token);
     MOE_CUDA_LAUNCHED();
   }
   MOE_CUDA_CHECK(cudaStreamSynchronize(stream));  // `kept` (host) is read by the copy above
@@ -124,25 +155,25 @@ int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int
 
 void moe_gather(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs, Stream stream) {
   if (n == 0) return;
-  gather_rows<<<blocks_for(n * D), kThreads, 0, stream>>>(x, row_token, n, D, xs);
-  MOE_CUDA_LAUNCHED();
+  if (vector4_ok(D, x, xs))
+    launch_gather<float4>(x, row_token, n, D, xs, stream);
+  else
+    launch_gather<float>(x, row_token, n, D, xs, stream);
 }
 void moe_gather_backward(const float* dxs, const int64_t* slot, int64_t T, int64_t k, int64_t D, float* dx,
                          Stream stream) {
   if (T == 0) return;
-  sum_copies<<<blocks_for(T * D), kThreads, 0, stream>>>(dxs, slot, nullptr, T, k, D, dx);
-  MOE_CUDA_LAUNCHED();
+  sum_copies_any(dxs, slot, nullptr, T, k, D, dx, stream);
 }
 void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k, int64_t D,
                          float* y, Stream stream) {
   if (T == 0) return;
-  sum_copies<<<blocks_for(T * D), kThreads, 0, stream>>>(ye, slot, w, T, k, D, y);
-  MOE_CUDA_LAUNCHED();
+  sum_copies_any(ye, slot, w, T, k, D, y, stream);
 }
 void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,
                           int64_t D, float* dye, float* dw, Stream stream) {
   if (T == 0) return;
-  unorder_bwd<<<unsigned(T * k), kThreads, 0, stream>>>(dy, ye, slot, w, k, D, dye, dw);
+  MOE_LAUNCH(unsigned(T * k), kThreads, 0, stream, unorder_bwd)(dy, ye, slot, w, k, D, dye, dw);
   MOE_CUDA_LAUNCHED();
 }
 

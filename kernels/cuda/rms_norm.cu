@@ -46,13 +46,13 @@ __global__ void rms_norm_bwd(const float* x, const float* w, const float* rstd, 
 void rms_norm_forward(const float* x, const float* w, float* y, float* rstd, int64_t T, int64_t D, float eps,
                       Stream stream) {
   if (T == 0) return;
-  rms_norm_fwd<<<unsigned(T), kThreads, 0, stream>>>(x, w, y, rstd, D, eps);
+  MOE_LAUNCH(unsigned(T), kThreads, 0, stream, rms_norm_fwd)(x, w, y, rstd, D, eps);
   MOE_CUDA_LAUNCHED();
 }
 void rms_norm_backward(const float* x, const float* w, const float* rstd, const float* dy, float* dx, float* dw,
                        int64_t T, int64_t D, Stream stream) {
   if (T == 0) return;
-  rms_norm_bwd<<<unsigned(T), kThreads, 0, stream>>>(x, w, rstd, dy, dx, dw, D);
+  MOE_LAUNCH(unsigned(T), kThreads, 0, stream, rms_norm_bwd)(x, w, rstd, dy, dx, dw, D);
   MOE_CUDA_LAUNCHED();
 }
 

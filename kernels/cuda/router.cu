@@ -90,8 +90,8 @@ void router_forward(const float* logits, const float* bias, int64_t T, int64_t E
                     bool norm_topk, float* scores, float* probs, float* lse, int32_t* idx, float* weights,
                     Stream stream) {
   if (T == 0) return;
-  router_fwd<<<blocks_for(T, 128), 128, 0, stream>>>(logits, bias, T, E, k, sigmoid, norm_topk, scores, probs, lse,
-                                                      idx, weights);
+  MOE_LAUNCH(blocks_for(T, 128), 128, 0, stream, router_fwd)
+  (logits, bias, T, E, k, sigmoid, norm_topk, scores, probs, lse, idx, weights);
   MOE_CUDA_LAUNCHED();
 }
 
@@ -99,8 +99,8 @@ void router_backward(const float* logits, const float* scores, const float* prob
                      const int32_t* idx, const float* dweights, const float* dprobs, const float* dlse, int64_t T,
                      int64_t E, int64_t k, bool sigmoid, bool norm_topk, float* dlogits, Stream stream) {
   if (T == 0) return;
-  router_bwd<<<blocks_for(T, 128), 128, 0, stream>>>(logits, scores, probs, lse, idx, dweights, dprobs, dlse, T, E, k,
-                                                      sigmoid, norm_topk, dlogits);
+  MOE_LAUNCH(blocks_for(T, 128), 128, 0, stream, router_bwd)
+  (logits, scores, probs, lse, idx, dweights, dprobs, dlse, T, E, k, sigmoid, norm_topk, dlogits);
   MOE_CUDA_LAUNCHED();
 }
 

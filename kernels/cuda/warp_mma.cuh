@@ -25,6 +25,8 @@
 
 #ifndef MOE_CUDA_EMULATION
 #include "kernels/cuda/warp_mma_ptx.cuh"
+// A kernel's dynamic shared memory as a byte array named `name` (the emulation has its own).
+#define MOE_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
 
 namespace moe::cuda::mma {

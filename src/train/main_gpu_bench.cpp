@@ -108,7 +108,7 @@ int run(int argc, char** argv) {
   std::sort(phases.begin(), phases.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   std::printf("phases of one step with the device synchronized around each phase (%.1f ms):\n", synced);
   for (const auto& [name, phase_ms] : phases)
-    std::printf("  %-16s %9.2f ms %5.1f%%\n", name.c_str(), phase_ms, 100.0 * phase_ms / synced);
+    std::printf("  %-20s %9.2f ms %5.1f%%\n", name.c_str(), phase_ms, 100.0 * phase_ms / synced);
   return 0;
 }
 

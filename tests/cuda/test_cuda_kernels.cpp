@@ -49,22 +49,23 @@ std::vector<T> down(const DeviceArray<T>& d) {
 
 TEST(CudaKernels, ElementwiseAndGlobalNorm) {
   REQUIRE_GPU();
-  const int64_t n = 100003;
-  auto a = random_vector(n, 1), b = random_vector(n, 2);
-  DeviceArray<float> da(a), db(b), dout{size_t(n)};
-  cuda::add(da.data(), db.data(), dout.data(), n);
-  std::vector<float> out(n);
-  add(a.data(), b.data(), out.data(), n);
-  expect_close(down(dout), out, 0, 0, "add");
-  cuda::add_inplace(da.data(), db.data(), n);
-  cuda::scale_inplace(da.data(), n, 0.5f);
-  add_inplace(a.data(), b.data(), n);
-  scale_inplace(a.data(), n, 0.5f);
-  expect_close(down(da), a, 0, 0, "add_inplace, scale_inplace");
-  const float* tensors[2] = {da.data(), db.data()};
-  const int64_t sizes[2] = {n, n - 7};
-  EXPECT_NEAR(cuda::sum_squares_many(tensors, sizes, 2), sum_squares(a.data(), n) + sum_squares(b.data(), n - 7),
-              1e-9 * sum_squares(a.data(), n));
+  for (const int64_t n : {int64_t(100003), int64_t(100000)}) {  // plain and float4 paths
+    auto a = random_vector(n, 1), b = random_vector(n, 2);
+    DeviceArray<float> da(a), db(b), dout{size_t(n)};
+    cuda::add(da.data(), db.data(), dout.data(), n);
+    std::vector<float> out(n);
+    add(a.data(), b.data(), out.data(), n);
+    expect_close(down(dout), out, 0, 0, "add");
+    cuda::add_inplace(da.data(), db.data(), n);
+    cuda::scale_inplace(da.data(), n, 0.5f);
+    add_inplace(a.data(), b.data(), n);
+    scale_inplace(a.data(), n, 0.5f);
+    expect_close(down(da), a, 0, 0, "add_inplace, scale_inplace");
+    const float* tensors[2] = {da.data(), db.data()};
+    const int64_t sizes[2] = {n, n - 7};
+    EXPECT_NEAR(cuda::sum_squares_many(tensors, sizes, 2), sum_squares(a.data(), n) + sum_squares(b.data(), n - 7),
+                1e-9 * sum_squares(a.data(), n));
+  }
 }
 
 TEST(CudaKernels, SwiGluRopeEmbeddingRmsNorm) {
@@ -93,31 +94,36 @@ TEST(CudaKernels, SwiGluRopeEmbeddingRmsNorm) {
   rope_backward(xc.data(), B, S, H, hd, 10000.0);
   expect_close(down(x), xc, 1e-5, 1e-5, "rope backward");
 
-  const int64_t V = 50, T = 64, D = 24;
-  std::vector<int32_t> tokens(T);
-  for (int64_t t = 0; t < T; ++t) tokens[t] = t % 9 == 0 ? -1 : int32_t((t * 7) % V);
-  auto table = random_vector(V * D, 6), dout = random_vector(T * D, 7);
-  DeviceArray<int32_t> dtok(tokens);
-  DeviceArray<float> dtable(table), emb{size_t(T * D)}, ddout(dout), dgrad(std::vector<float>(V * D, 0.5f));
-  cuda::embedding_forward(dtok.data(), dtable.data(), emb.data(), T, D);
-  cuda::embedding_backward(dtok.data(), ddout.data(), dgrad.data(), T, D);
-  std::vector<float> embc(T * D), gradc(V * D, 0.5f);
-  embedding_forward(tokens.data(), table.data(), embc.data(), T, D);
-  embedding_backward(tokens.data(), dout.data(), gradc.data(), T, D);
-  expect_close(down(emb), embc, 0, 0, "embedding forward");
-  expect_close(down(dgrad), gradc, 1e-5, 1e-6, "embedding backward");
+  const int64_t V = 50, T = 64;
+  for (const int64_t D : {int64_t(24), int64_t(23)}) {  // rows as float4, and as floats
+    std::vector<int32_t> tokens(T);
+    for (int64_t t = 0; t < T; ++t) tokens[t] = t % 9 == 0 ? -1 : int32_t((t * 7) % V);
+    auto table = random_vector(V * D, 6), dout = random_vector(T * D, 7);
+    DeviceArray<int32_t> dtok(tokens);
+    DeviceArray<float> dtable(table), emb{size_t(T * D)}, ddout(dout), dgrad(std::vector<float>(V * D, 0.5f));
+    cuda::embedding_forward(dtok.data(), dtable.data(), emb.data(), T, D);
+    cuda::embedding_backward(dtok.data(), ddout.data(), dgrad.data(), T, D);
+    std::vector<float> embc(T * D), gradc(V * D, 0.5f);
+    embedding_forward(tokens.data(), table.data(), embc.data(), T, D);
+    embedding_backward(tokens.data(), dout.data(), gradc.data(), T, D);
+    expect_close(down(emb), embc, 0, 0, "embedding forward");
+    expect_close(down(dgrad), gradc, 1e-5, 1e-6, "embedding backward");
+  }
 
-  auto xs = random_vector(T * D, 8), w = random_vector(D, 9), dy = random_vector(T * D, 10);
-  DeviceArray<float> dx_in(xs), dw_in(w), ddy(dy), y{size_t(T * D)}, rstd{size_t(T)}, dxo{size_t(T * D)},
-      dwo(std::vector<float>(D, 0.25f));
-  cuda::rms_norm_forward(dx_in.data(), dw_in.data(), y.data(), rstd.data(), T, D, 1e-5f);
-  cuda::rms_norm_backward(dx_in.data(), dw_in.data(), rstd.data(), ddy.data(), dxo.data(), dwo.data(), T, D);
-  std::vector<float> yc(T * D), rstdc(T), dxc(T * D), dwc(D, 0.25f);
-  rms_norm_forward(xs.data(), w.data(), yc.data(), rstdc.data(), T, D, 1e-5f);
-  rms_norm_backward(xs.data(), w.data(), rstdc.data(), dy.data(), dxc.data(), dwc.data(), T, D);
-  expect_close(down(y), yc, 1e-5, 1e-6, "rms_norm forward");
-  expect_close(down(dxo), dxc, 1e-4, 1e-5, "rms_norm backward dx");
-  expect_close(down(dwo), dwc, 1e-4, 1e-4, "rms_norm backward dw");
+  // RMSNorm rows wider than a warp and than the block (200 = 6 full warps + a partial one; 300 > 256)
+  for (const int64_t Dn : {int64_t(200), int64_t(300)}) {
+    auto xs = random_vector(T * Dn, 8), w = random_vector(Dn, 9), dy = random_vector(T * Dn, 10);
+    DeviceArray<float> dx_in(xs), dw_in(w), ddy(dy), y{size_t(T * Dn)}, rstd{size_t(T)}, dxo{size_t(T * Dn)},
+        dwo(std::vector<float>(Dn, 0.25f));
+    cuda::rms_norm_forward(dx_in.data(), dw_in.data(), y.data(), rstd.data(), T, Dn, 1e-5f);
+    cuda::rms_norm_backward(dx_in.data(), dw_in.data(), rstd.data(), ddy.data(), dxo.data(), dwo.data(), T, Dn);
+    std::vector<float> yc(T * Dn), rstdc(T), dxc(T * Dn), dwc(Dn, 0.25f);
+    rms_norm_forward(xs.data(), w.data(), yc.data(), rstdc.data(), T, Dn, 1e-5f);
+    rms_norm_backward(xs.data(), w.data(), rstdc.data(), dy.data(), dxc.data(), dwc.data(), T, Dn);
+    expect_close(down(y), yc, 1e-5, 1e-6, "rms_norm forward");
+    expect_close(down(dxo), dxc, 1e-4, 1e-5, "rms_norm backward dx");
+    expect_close(down(dwo), dwc, 1e-4, 1e-4, "rms_norm backward dw");
+  }
 }
 
 class CudaRouter : public ::testing::TestWithParam<std::tuple<bool, bool, int>> {};
@@ -160,52 +166,53 @@ INSTANTIATE_TEST_SUITE_P(ScoreNormK, CudaRouter,
 
 TEST(CudaKernels, OrderGatherUnorderWithAndWithoutCapacity) {
   REQUIRE_GPU();
-  const int64_t T = 777, k = 2, E = 8, D = 20;
+  const int64_t T = 777, k = 2, E = 8;
   std::vector<int32_t> idx(T * k);
   for (int64_t t = 0; t < T; ++t) {
     idx[t * k] = int32_t((t * 5 + t / 3) % E);
     idx[t * k + 1] = int32_t((idx[t * k] + 1 + t % 3) % E);
   }
   std::vector<int64_t> cap(E, 150);
-  for (const int64_t* capacity : {static_cast<const int64_t*>(nullptr), static_cast<const int64_t*>(cap.data())}) {
-    std::vector<int64_t> counts(E), offsets(E + 1), slot(T * k), gcounts(E), goffsets(E + 1);
-    std::vector<int32_t> row_token(T * k);
-    const int64_t n = moe_order(idx.data(), T, k, E, capacity, counts.data(), offsets.data(), slot.data(),
-                                row_token.data());
-    DeviceArray<int32_t> didx(idx), drow{size_t(T * k)};
-    DeviceArray<int64_t> dslot{size_t(T * k)};
-    const int64_t gn = cuda::moe_order(didx.data(), T, k, E, capacity, gcounts.data(), goffsets.data(), dslot.data(),
-                                       drow.data());
-    ASSERT_EQ(gn, n);
-    EXPECT_EQ(gcounts, counts);
-    EXPECT_EQ(goffsets, offsets);
-    EXPECT_EQ(dslot.download(), slot);
-    auto grow = drow.download();
-    EXPECT_TRUE(std::equal(row_token.begin(), row_token.begin() + n, grow.begin()));
+  for (const int64_t D : {int64_t(20), int64_t(21)})  // rows as float4, and as floats
+    for (const int64_t* capacity : {static_cast<const int64_t*>(nullptr), static_cast<const int64_t*>(cap.data())}) {
+      std::vector<int64_t> counts(E), offsets(E + 1), slot(T * k), gcounts(E), goffsets(E + 1);
+      std::vector<int32_t> row_token(T * k);
+      const int64_t n = moe_order(idx.data(), T, k, E, capacity, counts.data(), offsets.data(), slot.data(),
+                                  row_token.data());
+      DeviceArray<int32_t> didx(idx), drow{size_t(T * k)};
+      DeviceArray<int64_t> dslot{size_t(T * k)};
+      const int64_t gn = cuda::moe_order(didx.data(), T, k, E, capacity, gcounts.data(), goffsets.data(), dslot.data(),
+                                         drow.data());
+      ASSERT_EQ(gn, n);
+      EXPECT_EQ(gcounts, counts);
+      EXPECT_EQ(goffsets, offsets);
+      EXPECT_EQ(dslot.download(), slot);
+      auto grow = drow.download();
+      EXPECT_TRUE(std::equal(row_token.begin(), row_token.begin() + n, grow.begin()));
 
-    auto x = random_vector(T * D, 16), ye = random_vector(n * D, 17), wts = random_vector(T * k, 18),
-         dy = random_vector(T * D, 19);
-    std::vector<float> xs(n * D), dx(T * D), y(T * D), dye(n * D), dw(T * k);
-    moe_gather(x.data(), row_token.data(), n, D, xs.data());
-    moe_gather_backward(ye.data(), slot.data(), T, k, D, dx.data());
-    moe_unorder_forward(ye.data(), slot.data(), wts.data(), T, k, D, y.data());
-    moe_unorder_backward(dy.data(), ye.data(), slot.data(), wts.data(), T, k, D, dye.data(), dw.data());
-    DeviceArray<float> dx_in(x), dye_in(ye), dwts(wts), ddy(dy), gxs{size_t(n * D)}, gdx{size_t(T * D)},
-        gy{size_t(T * D)}, gdye{size_t(n * D)}, gdw{size_t(T * k)};
-    cuda::moe_gather(dx_in.data(), drow.data(), n, D, gxs.data());
-    cuda::moe_gather_backward(dye_in.data(), dslot.data(), T, k, D, gdx.data());
-    cuda::moe_unorder_forward(dye_in.data(), dslot.data(), dwts.data(), T, k, D, gy.data());
-    cuda::moe_unorder_backward(ddy.data(), dye_in.data(), dslot.data(), dwts.data(), T, k, D, gdye.data(), gdw.data());
-    expect_close(down(gxs), xs, 0, 0, "gather");
-    expect_close(down(gdx), dx, 1e-6, 1e-6, "gather backward");
-    expect_close(down(gy), y, 1e-5, 1e-6, "unorder forward");
-    expect_close(down(gdye), dye, 1e-6, 1e-7, "unorder backward dye");
-    expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw");
-    // in place (dye over ye), as the model calls it
-    cuda::moe_unorder_backward(ddy.data(), dye_in.data(), dslot.data(), dwts.data(), T, k, D, dye_in.data(), gdw.data());
-    expect_close(down(dye_in), dye, 1e-6, 1e-7, "unorder backward dye in place");
-    expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw in place");
-  }
+      auto x = random_vector(T * D, 16), ye = random_vector(n * D, 17), wts = random_vector(T * k, 18),
+           dy = random_vector(T * D, 19);
+      std::vector<float> xs(n * D), dx(T * D), y(T * D), dye(n * D), dw(T * k);
+      moe_gather(x.data(), row_token.data(), n, D, xs.data());
+      moe_gather_backward(ye.data(), slot.data(), T, k, D, dx.data());
+      moe_unorder_forward(ye.data(), slot.data(), wts.data(), T, k, D, y.data());
+      moe_unorder_backward(dy.data(), ye.data(), slot.data(), wts.data(), T, k, D, dye.data(), dw.data());
+      DeviceArray<float> dx_in(x), dye_in(ye), dwts(wts), ddy(dy), gxs{size_t(n * D)}, gdx{size_t(T * D)},
+          gy{size_t(T * D)}, gdye{size_t(n * D)}, gdw{size_t(T * k)};
+      cuda::moe_gather(dx_in.data(), drow.data(), n, D, gxs.data());
+      cuda::moe_gather_backward(dye_in.data(), dslot.data(), T, k, D, gdx.data());
+      cuda::moe_unorder_forward(dye_in.data(), dslot.data(), dwts.data(), T, k, D, gy.data());
+      cuda::moe_unorder_backward(ddy.data(), dye_in.data(), dslot.data(), dwts.data(), T, k, D, gdye.data(), gdw.data());
+      expect_close(down(gxs), xs, 0, 0, "gather");
+      expect_close(down(gdx), dx, 1e-6, 1e-6, "gather backward");
+      expect_close(down(gy), y, 1e-5, 1e-6, "unorder forward");
+      expect_close(down(gdye), dye, 1e-6, 1e-7, "unorder backward dye");
+      expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw");
+      // in place (dye over ye), as the model calls it
+      cuda::moe_unorder_backward(ddy.data(), dye_in.data(), dslot.data(), dwts.data(), T, k, D, dye_in.data(), gdw.data());
+      expect_close(down(dye_in), dye, 1e-6, 1e-7, "unorder backward dye in place");
+      expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw in place");
+    }
 }
 
 TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
@@ -425,6 +432,11 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
   DeviceArray<uint16_t> dA2_16{size_t(M * K)};
   cuda::to_bf16(dA2.data(), dA2_16.data(), M * K);
   EXPECT_EQ(dA2_16.download(), a16);
+  DeviceArray<uint16_t> odd16(std::vector<uint16_t>(size_t(M * K), 0));  // an odd count: one at a time
+  cuda::to_bf16(dA2.data(), odd16.data(), M * K - 1);
+  const auto odd = odd16.download();
+  EXPECT_TRUE(std::equal(odd.begin(), odd.end() - 1, a16.begin()));
+  EXPECT_EQ(odd.back(), 0);
   auto Ag = random_vector(rows * K, 88), Bg = random_vector(W * N * K, 89), dYg = random_vector(rows * N, 90);
   auto Ag16 = to_bf16(Ag), Bg16 = to_bf16(Bg), dYg16 = to_bf16(dYg);
   auto Agr = from_bf16(Ag16), Bgr = from_bf16(Bg16), dYgr = from_bf16(dYg16);
@@ -460,6 +472,16 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
     expect_close(from_bf16(dh16out.download()), h, 8e-3, 1e-4, "swiglu_forward_bf16");
     expect_close(from_bf16(dg16.download()), dg, 8e-3, 1e-4, "swiglu_backward_bf16 dg");
     expect_close(from_bf16(du16.download()), du, 8e-3, 1e-4, "swiglu_backward_bf16 du");
+    // an odd count takes the one-at-a-time path (the above, pairs): same values on the first n - 1
+    const int64_t odd = int64_t(g16.size()) - 1;
+    DeviceArray<uint16_t> og16(g16), ou16(u16), oh16{g16.size()};
+    cuda::swiglu_forward_bf16(og16.data(), ou16.data(), oh16.data(), odd);
+    cuda::swiglu_backward_bf16(og16.data(), ou16.data(), ddh16.data(), og16.data(), ou16.data(), odd);
+    const auto oh = oh16.download(), og = og16.download(), ou = ou16.download(), ph = dh16out.download(),
+               pg = dg16.download(), pu = du16.download();
+    EXPECT_TRUE(std::equal(oh.begin(), oh.begin() + odd, ph.begin()));
+    EXPECT_TRUE(std::equal(og.begin(), og.begin() + odd, pg.begin()));
+    EXPECT_TRUE(std::equal(ou.begin(), ou.begin() + odd, pu.begin()));
   }
   // the tuner measures both forms and names the faster
   const cuda::GroupedChoice choice = cuda::choose_grouped_impl(4, 512, 256, 128, true);

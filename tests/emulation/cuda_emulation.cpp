@@ -1,11 +1,20 @@
 // The emulator of cuda_emulation.h: fibers, barriers, warp collectives and the PTX primitives.
+//
+// Fibers: a pool of them lives as long as the process. Each is entered once through ucontext
+// (makecontext gives it its own stack) and from then on switched with _setjmp / _longjmp, which,
+// unlike swapcontext, make no system call; a fiber loops: run the kernel as the thread it has been
+// given, park, run it again for the next block or launch.
+#undef _FORTIFY_SOURCE  // longjmp between fiber stacks is what the fortified check would refuse
 #include "emulation/cuda_emulation.h"
 
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <array>
 #include <cstring>
 #include <deque>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -29,8 +38,10 @@ struct Copy {
 };
 
 struct Fiber {
-  ucontext_t ctx;
-  std::vector<char> stack;
+  std::unique_ptr<char[]> stack{new char[kStackBytes]};  // pages touched only as deep as frames reach
+  ucontext_t entry;      // its first entry
+  jmp_buf resume_at;     // where it continues
+  bool started = false;  // entered, and parked between kernel runs or inside one
   Index3 tid;
   State state = State::kReady;
   int parity = 0;                         // which exchange buffer its next warp collective uses
@@ -49,8 +60,9 @@ struct Record {
 enum Op { kShfl = 1, kLdsm, kLdsmTrans, kMma };
 
 struct Launch {
-  std::vector<Fiber> fibers;
-  ucontext_t scheduler;
+  std::vector<Fiber*> fibers;  // the block's threads, from the pool
+  jmp_buf scheduler;
+  int scan_from = 0;  // no fiber before this index of the schedule's order is ready
   Fiber* current = nullptr;
   const std::function<void()>* kernel = nullptr;
   const char* smem = nullptr;
@@ -72,7 +84,13 @@ void fail(const std::string& what) {
   }
 }
 
-void yield() { swapcontext(&g->current->ctx, &g->scheduler); }
+// From the running fiber back to the scheduler.
+void yield() {
+  if (_setjmp(g->current->resume_at) == 0) _longjmp(g->scheduler, 1);
+}
+
+// Fibers made ready again: the scheduler's next scan starts from the front.
+void made_ready() { g->scan_from = 0; }
 
 void check_shared(const void* p, size_t bytes, size_t align, const char* what) {
   const char* c = static_cast<const char*>(p);
@@ -80,13 +98,31 @@ void check_shared(const void* p, size_t bytes, size_t align, const char* what) {
   if (reinterpret_cast<uintptr_t>(p) % align != 0) fail(std::string(what) + ": misaligned shared address");
 }
 
-void run_fiber() {
-  (*g->kernel)();
-  Fiber* f = g->current;
-  f->state = State::kDone;
-  --g->live;
-  if (!f->open.empty() || !f->groups.empty()) fail("thread exited with cp.async copies outstanding");
-  if (g->at_barrier > 0) fail("thread exited while others wait at __syncthreads");
+// A fiber's whole life: run the kernel as its current thread, park, and again.
+void fiber_main() {
+  for (;;) {
+    (*g->kernel)();
+    Fiber* f = g->current;
+    f->state = State::kDone;
+    --g->live;
+    if (!f->open.empty() || !f->groups.empty()) fail("thread exited with cp.async copies outstanding");
+    if (g->at_barrier > 0) fail("thread exited while others wait at __syncthreads");
+    yield();
+  }
+}
+
+// From the scheduler into fiber f, until it yields.
+void resume(Fiber* f) {
+  if (_setjmp(g->scheduler) != 0) return;
+  if (f->started) _longjmp(f->resume_at, 1);
+  f->started = true;
+  getcontext(&f->entry);
+  f->entry.uc_stack.ss_sp = f->stack.get();
+  f->entry.uc_stack.ss_size = kStackBytes;
+  f->entry.uc_link = nullptr;  // fiber_main never returns
+  makecontext(&f->entry, fiber_main, 0);
+  ucontext_t abandoned;  // the fiber comes back by _longjmp to g->scheduler, never here
+  swapcontext(&abandoned, &f->entry);
 }
 
 // All lanes of the warp post their record; returns the 32 records once every lane has.
@@ -99,9 +135,10 @@ const std::array<Record, 32>& warp_exchange(const Record& mine) {
   if (++g->at_warp[size_t(w)] == 32) {
     g->at_warp[size_t(w)] = 0;
     for (int l = 0; l < 32; ++l) {
-      Fiber& other = g->fibers[size_t(w * 32 + l)];
+      Fiber& other = *g->fibers[size_t(w * 32 + l)];
       if (other.state == State::kAtWarp) other.state = State::kReady;
     }
+    made_ready();
   } else {
     f->state = State::kAtWarp;
     yield();
@@ -151,8 +188,9 @@ const Index3& thread_index() { return g->current->tid; }
 void syncthreads() {
   if (++g->at_barrier == g->live) {
     g->at_barrier = 0;
-    for (Fiber& f : g->fibers)
-      if (f.state == State::kAtBarrier) f.state = State::kReady;
+    for (Fiber* f : g->fibers)
+      if (f->state == State::kAtBarrier) f->state = State::kReady;
+    made_ready();
     return;
   }
   g->current->state = State::kAtBarrier;
@@ -175,58 +213,88 @@ namespace {
 void run_block(Launch& state) {
   state.live = int(state.fibers.size());
   state.at_barrier = 0;
+  state.scan_from = 0;
   for (size_t t = 0; t < state.fibers.size(); ++t) {
-    Fiber& f = state.fibers[t];
+    Fiber& f = *state.fibers[t];
     f.tid = Index3{unsigned(t), 0, 0};
     f.state = State::kReady;
     f.parity = 0;
     f.open.clear();
     f.groups.clear();
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack.data();
-    f.ctx.uc_stack.ss_size = f.stack.size();
-    f.ctx.uc_link = &state.scheduler;
-    makecontext(&f.ctx, run_fiber, 0);
   }
   const int n = int(state.fibers.size());
   while (state.live > 0 && state.failure.empty()) {
     Fiber* next = nullptr;  // the first ready thread in the schedule's order
-    for (int i = 0; i < n && !next; ++i) {
-      Fiber& f = state.fibers[size_t(g_schedule.reverse_warps ? n - 1 - i : i)];
-      if (f.state == State::kReady) next = &f;
+    int i = state.scan_from;
+    for (; i < n && !next; ++i) {
+      Fiber* f = state.fibers[size_t(g_schedule.reverse_warps ? n - 1 - i : i)];
+      if (f->state == State::kReady) next = f;
     }
     if (!next) {
       state.failure = "deadlock: threads wait at a barrier others never reach";
       break;
     }
+    state.scan_from = i - 1;
     state.current = next;
-    swapcontext(&state.scheduler, &next->ctx);
+    resume(next);
   }
+  if (!state.failure.empty())  // threads left inside the kernel start afresh at the next launch
+    for (Fiber* f : state.fibers)
+      if (f->state != State::kDone) f->started = false;
 }
+
+// The fiber pool: thread t of every launch is fiber t.
+std::vector<Fiber*> pooled_fibers(unsigned threads) {
+  static std::vector<std::unique_ptr<Fiber>> pool;
+  while (pool.size() < threads) pool.emplace_back(new Fiber);
+  std::vector<Fiber*> out(threads);
+  for (unsigned t = 0; t < threads; ++t) out[t] = pool[t].get();
+  return out;
+}
+
+std::mutex launch_mutex;        // one launch at a time in the process (the emulator's state is global)
+thread_local bool in_launch = false;
 
 }  // namespace
 
 void set_schedule(const Schedule& schedule) { g_schedule = schedule; }
 
+unsigned char* dynamic_smem() { return reinterpret_cast<unsigned char*>(const_cast<char*>(g->smem)); }
+
+unsigned char* shared_buffer() {
+  alignas(128) static unsigned char buffer[kMaxDynamicSmem];
+  return buffer;
+}
+
+void check_launch(dim3 block, size_t smem_bytes) {
+  if (block.y != 1 || block.z != 1) throw std::invalid_argument("emulated launch: only one-dimensional blocks");
+  if (block.x > 1024) throw std::invalid_argument("emulated launch: more than 1024 threads per block");
+  if (smem_bytes > kMaxDynamicSmem) throw std::invalid_argument("emulated launch: dynamic shared memory over 227 KiB");
+}
+
 void launch(Index3 grid, unsigned threads, void* smem, size_t smem_bytes, const std::function<void()>& kernel) {
   if (threads == 0 || threads % 32 != 0) throw std::invalid_argument("emulated launch: threads must be a multiple of 32");
+  if (in_launch) throw std::logic_error("emulated launch from inside a kernel");
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  in_launch = true;
   Launch state;
   g = &state;
   state.kernel = &kernel;
   state.smem = static_cast<const char*>(smem);
   state.smem_bytes = smem_bytes;
-  state.fibers.resize(threads);
-  for (Fiber& f : state.fibers) f.stack.resize(kStackBytes);
+  state.fibers = pooled_fibers(threads);
   state.at_warp.assign(threads / 32, 0);
   state.exchange.resize(threads / 32);
   grid_dim = grid;
   block_dim = Index3{threads, 1, 1};
-  for (unsigned by = 0; by < grid.y && state.failure.empty(); ++by)
-    for (unsigned bx = 0; bx < grid.x && state.failure.empty(); ++bx) {
-      block_index = Index3{bx, by, 0};
-      run_block(state);
-    }
+  for (unsigned bz = 0; bz < grid.z && state.failure.empty(); ++bz)
+    for (unsigned by = 0; by < grid.y && state.failure.empty(); ++by)
+      for (unsigned bx = 0; bx < grid.x && state.failure.empty(); ++bx) {
+        block_index = Index3{bx, by, bz};
+        run_block(state);
+      }
   g = nullptr;
+  in_launch = false;
   if (!state.failure.empty()) throw std::runtime_error("emulated CUDA kernel: " + state.failure);
 }
 

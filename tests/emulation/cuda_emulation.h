@@ -1,9 +1,12 @@
-// CUDA kernels on the CPU, for CI machines without a GPU: the kernels written on warp_mma.cuh
-// (the fused attention of flash_attention.cuh) compile as plain C++ and run here, so their
-// indexing, masking, online softmax and shared-memory staging are checked against the CPU twins in
-// every CI run. A GPU run (tests/cuda/) remains the check of the real thing.
+// CUDA kernels on the CPU, for CI machines without a GPU: every kernel of kernels/cuda/ (the fused
+// attention on warp_mma.cuh included) compiles as plain C++ and runs here, so their indexing,
+// masking, reductions and shared-memory staging are checked against the CPU twins in every CI run.
+// With the CPU CUDA runtime and cuBLAS of cudart_emulation.cpp / cublas_emulation.cpp, the whole
+// GPU model and trainer run too (docs/testing.md). A GPU run (tests/cuda/) remains the check of the
+// real thing: timing, concurrency between streams and the compiler's code are not emulated.
 //
-// How: include this header, then the kernel header. The CUDA qualifiers become plain C++;
+// How: include the CUDA headers, this header, then the kernel source (emulated/*.cpp wrappers,
+// tests/CMakeLists.txt). MOE_LAUNCH (kernels/cuda/cuda_check.h) becomes emu::launcher. The CUDA qualifiers become plain C++;
 // threadIdx / blockIdx / gridDim read the emulator's state; launch() runs the blocks one after
 // another and the threads of a block as fibers (ucontext) on one OS thread, switched only at
 // __syncthreads and warp collectives, in a fixed order (runs are deterministic). The schedule is
@@ -23,6 +26,7 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <vector_functions.h>
+#include <vector_types.h>
 
 #include <cmath>
 #include <cstdint>
@@ -39,7 +43,7 @@
 #undef __forceinline__
 #define __forceinline__ inline
 #undef __shared__
-#define __shared__
+#define __shared__ static  // one array for all the fibers of a block (blocks run one at a time)
 #undef __align__
 #define __align__(n)
 #define __launch_bounds__(...)
@@ -66,7 +70,27 @@ float shfl_xor(float v, int lane_mask);
 // another); the kernel's dynamic shared memory is [smem, smem + smem_bytes).
 void launch(Index3 grid, unsigned threads, void* smem, size_t smem_bytes, const std::function<void()>& kernel);
 
+// The dynamic shared memory of the launch running now (MOE_DYNAMIC_SMEM), and the buffer that
+// launches through MOE_LAUNCH use (kMaxDynamicSmem bytes, 128-byte aligned).
+unsigned char* dynamic_smem();
+constexpr size_t kMaxDynamicSmem = 227 * 1024;  // an H100's per-block maximum
+unsigned char* shared_buffer();
+
+// MOE_LAUNCH(grid, threads, smem_bytes, stream, kernel)(args...): the kernel on every thread of
+// the grid, with copies of the arguments as a real launch passes them, at once (streams are not
+// emulated: every launch completes before the next call). One-dimensional blocks.
+void check_launch(dim3 block, size_t smem_bytes);
+template <class Stream, class Kernel>
+auto launcher(dim3 grid, dim3 block, size_t smem_bytes, Stream /*stream*/, Kernel kernel) {
+  return [=](auto... args) {
+    check_launch(block, smem_bytes);
+    launch(Index3{grid.x, grid.y, grid.z}, block.x, shared_buffer(), smem_bytes, [&] { kernel(args...); });
+  };
+}
+
 }  // namespace moe::emu
+
+#define MOE_DYNAMIC_SMEM(name) unsigned char* const name = ::moe::emu::dynamic_smem()
 
 #define threadIdx (::moe::emu::thread_index())
 #define blockIdx (::moe::emu::block_index)
@@ -78,6 +102,14 @@ inline float __shfl_xor_sync(unsigned /*mask: the whole warp*/, float v, int lan
   return moe::emu::shfl_xor(v, lane_mask);
 }
 inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
+inline float __expf(float x) { return std::exp(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+// Fibers switch only at barriers and warp collectives, so a plain update is atomic here.
+inline float atomicAdd(float* p, float v) {
+  const float old = *p;
+  *p = old + v;
+  return old;
+}
 
 namespace moe::cuda::mma {
 

@@ -14,16 +14,12 @@
 #include "emulation/cuda_emulation.h"
 #include "kernels/cuda/flash_attention.cuh"
 
-namespace moe::cuda::flash {
-alignas(128) unsigned char smem[160 * 1024];  // the kernels' `extern __shared__` array
-}
-
 namespace moe {
 namespace {
 
 using bf16 = __nv_bfloat16;
 namespace flash = cuda::flash;
-using flash::smem;
+unsigned char* const smem = emu::shared_buffer();  // what the kernels see as MOE_DYNAMIC_SMEM
 
 std::vector<bf16> to_bf16(const std::vector<float>& x) {
   std::vector<bf16> y(x.size());

@@ -37,9 +37,13 @@ void GpuTransformer::experts_forward(Block& b) {
     for (auto* a : {&b.g16, &b.u16, &b.h16}) ensure(*a, Rm * Fe);
     ensure(b.xs16, Rm * D);
     cuda::to_bf16(x, b.xs16.data(), R * D);
-    experts_fwd_bf16(G, b.xs16.data(), D, p + "/moe/experts/w1", Fe, b.g16.data(), true);
-    experts_fwd_bf16(G, b.xs16.data(), D, p + "/moe/experts/w3", Fe, b.u16.data(), true);
+    {
+      GpuPhase gemms("expert_gemms_fwd", phase_timing_);  // the GEMMs apart from the stage's other work
+      experts_fwd_bf16(G, b.xs16.data(), D, p + "/moe/experts/w1", Fe, b.g16.data(), true);
+      experts_fwd_bf16(G, b.xs16.data(), D, p + "/moe/experts/w3", Fe, b.u16.data(), true);
+    }
     cuda::swiglu_forward_bf16(b.g16.data(), b.u16.data(), b.h16.data(), R * Fe);
+    GpuPhase gemms("expert_gemms_fwd", phase_timing_);
     experts_fwd_bf16(G, b.h16.data(), Fe, p + "/moe/experts/w2", D, y, false);
   } else {
     b.experts.resize(Rm, Fe);
@@ -69,9 +73,13 @@ void GpuTransformer::experts_backward(Block& b, const float* dy) {
   }
   if (bf16_) {  // dh over h, dg / du over g / u, all bf16
     const void* dye16 = rounded(dye, R * D, bf16_a_);
-    experts_dw_bf16(G, dye16, D, b.h16.data(), Fe, p + "/moe/experts/w2");
-    experts_dx_bf16(G, dye16, D, p + "/moe/experts/w2", Fe, 0.0f, b.h16.data(), true);
+    {
+      GpuPhase gemms("expert_gemms_bwd", phase_timing_);
+      experts_dw_bf16(G, dye16, D, b.h16.data(), Fe, p + "/moe/experts/w2");
+      experts_dx_bf16(G, dye16, D, p + "/moe/experts/w2", Fe, 0.0f, b.h16.data(), true);
+    }
     cuda::swiglu_backward_bf16(b.g16.data(), b.u16.data(), b.h16.data(), b.g16.data(), b.u16.data(), R * Fe);
+    GpuPhase gemms("expert_gemms_bwd", phase_timing_);
     experts_dw_bf16(G, b.g16.data(), Fe, b.xs16.data(), D, p + "/moe/experts/w1");
     experts_dw_bf16(G, b.u16.data(), Fe, b.xs16.data(), D, p + "/moe/experts/w3");
     experts_dx_bf16(G, b.g16.data(), Fe, p + "/moe/experts/w1", D, 0.0f, dx, false);

@@ -232,8 +232,11 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       linear_fwd(b.a1.data(), T, D, p + "/attn/wv", dkv, b.v.data());
       cuda::rope_forward(b.q.data(), B, S, H, hd, cfg_.rope_theta);
       cuda::rope_forward(b.k.data(), B, S, Hkv, hd, cfg_.rope_theta);
-      cuda::attention_forward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), B, S, H, Hkv, hd, bf16_,
-                              attention_.kernel);
+      {
+        GpuPhase core("attention_core_fwd", phase_timing_);  // apart from the projections around it
+        cuda::attention_forward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), B, S, H, Hkv, hd,
+                                bf16_, attention_.kernel);
+      }
       linear_fwd(b.o.data(), T, dq, p + "/attn/wo", D, b.tmp.data());
     }
     {
@@ -383,8 +386,11 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       ensure(b.dv, T * dkv);
       linear_dx(dout, T, D, p + "/attn/wo", dq, 0.0f, b.dout_heads.data());
       linear_dw(dout, T, D, b.o.data(), dq, p + "/attn/wo");
-      cuda::attention_backward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), b.dout_heads.data(),
-                               b.dq.data(), b.dk.data(), b.dv.data(), B, S, H, Hkv, hd, bf16_, attention_.kernel);
+      {
+        GpuPhase core("attention_core_bwd", phase_timing_);
+        cuda::attention_backward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), b.dout_heads.data(),
+                                 b.dq.data(), b.dk.data(), b.dv.data(), B, S, H, Hkv, hd, bf16_, attention_.kernel);
+      }
       cuda::rope_backward(b.dq.data(), B, S, H, hd, cfg_.rope_theta);
       cuda::rope_backward(b.dk.data(), B, S, Hkv, hd, cfg_.rope_theta);
       linear_dw(b.dq.data(), T, dq, b.a1.data(), D, p + "/attn/wq");
