@@ -13,6 +13,8 @@ TokenDispatcher::TokenDispatcher(Communicator* ep, int64_t num_experts, int64_t 
             "token dispatcher: the rows' communicator does not span the expert-parallel group");
   send_cnt_.resize(P_ * El_);
   recv_cnt_.resize(P_ * El_);
+  send_rows_.resize(P_);
+  recv_rows_.resize(P_);
   send_elems_.resize(P_);
   recv_elems_.resize(P_);
   local_offsets_.assign(P_ * El_ + 1, 0);
@@ -30,21 +32,30 @@ void TokenDispatcher::plan(const int64_t* offsets) {
       s += send_cnt_[p * El_ + e];
       r += recv_cnt_[p * El_ + e];
     }
-    send_elems_[p] = s * D_;
-    recv_elems_[p] = r * D_;
+    send_rows_[p] = s;
+    recv_rows_[p] = r;
   }
   local_offsets_[0] = 0;
   for (int64_t g = 0; g < P_ * El_; ++g) local_offsets_[g + 1] = local_offsets_[g] + recv_cnt_[g];
 }
 
-void TokenDispatcher::dispatch(const float* in, float* out) {
-  ScopedPhase phase("dispatch");
-  rows_->all_to_all_v(in, send_elems_.data(), out, recv_elems_.data());
+void TokenDispatcher::set_width(int64_t width) {
+  for (int64_t p = 0; p < P_; ++p) {
+    send_elems_[p] = send_rows_[p] * width;
+    recv_elems_[p] = recv_rows_[p] * width;
+  }
 }
 
-void TokenDispatcher::combine(const float* in, float* out) {
+void TokenDispatcher::dispatch(const void* in, void* out, int64_t width) {
+  ScopedPhase phase("dispatch");
+  set_width(width);
+  rows_->all_to_all_v(static_cast<const float*>(in), send_elems_.data(), static_cast<float*>(out), recv_elems_.data());
+}
+
+void TokenDispatcher::combine(const void* in, void* out, int64_t width) {
   ScopedPhase phase("combine");
-  rows_->all_to_all_v(in, recv_elems_.data(), out, send_elems_.data());
+  set_width(width);
+  rows_->all_to_all_v(static_cast<const float*>(in), recv_elems_.data(), static_cast<float*>(out), send_elems_.data());
 }
 
 }  // namespace moe

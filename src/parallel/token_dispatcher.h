@@ -26,17 +26,24 @@ class TokenDispatcher {
 
   // in: this rank's rows [offsets[E], D] -> out: [local_rows, D] in the groups above. No copy
   // besides the exchange itself: the expert GEMMs read the groups where they land.
-  void dispatch(const float* in, float* out);
+  void dispatch(const float* in, float* out) { dispatch(in, out, D_); }
   // The reverse: in [local_rows, D] in the groups above -> out: this rank's rows, in order.
   // (The backward of dispatch is combine and vice versa.)
-  void combine(const float* in, float* out);
+  void combine(const float* in, float* out) { combine(in, out, D_); }
+  // The same for rows of `width` floats' worth of bytes instead of row_width (the GPU model sends
+  // bf16 rows of D values as D / 2 floats: the exchange moves bytes, it never computes on them).
+  void dispatch(const void* in, void* out, int64_t width);
+  void combine(const void* in, void* out, int64_t width);
 
  private:
+  void set_width(int64_t width);  // send_elems_ / recv_elems_ for rows of `width` floats
+
   Communicator* ep_;
   Communicator* rows_;
   int64_t P_, E_, El_, D_;
   std::vector<int64_t> send_cnt_, recv_cnt_;  // [P * El] rows
-  std::vector<int64_t> send_elems_, recv_elems_;  // [P] floats per peer
+  std::vector<int64_t> send_rows_, recv_rows_;  // [P] rows per peer
+  std::vector<int64_t> send_elems_, recv_elems_;  // [P] floats per peer, for the width of the last call
   std::vector<int64_t> local_offsets_;            // [P * El + 1]
 };
 

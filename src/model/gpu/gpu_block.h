@@ -57,6 +57,7 @@ struct GpuTransformer::Block {
   // MoE state (MoeLayer): router outputs, order, expert rows
   DeviceArray<float> logits, scores, probs, rlse, weights, dweights, dlogits, dprobs, dlse, xs, ye, shared_out;
   DeviceArray<uint16_t> xs16, g16, u16, h16;  // bf16 mode: the experts' rows and activations in bf16
+  DeviceArray<uint16_t> send16;                // bf16 mode under ep: this rank's rows before the exchange
   DeviceArray<int32_t> idx, row_token;
   DeviceArray<int64_t> slot;
   std::vector<int64_t> offsets;

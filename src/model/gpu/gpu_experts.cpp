@@ -13,6 +13,15 @@
 
 namespace moe::gpu {
 
+// Under expert parallelism in bf16 (D even): this rank's rows (fp32, [b.rows, D]) rounded to bf16
+// and sent to the experts' ranks as D / 2 floats' worth of bytes each; the local rows land in out16.
+void GpuTransformer::dispatch_bf16(Block& b, const float* rows, void* out16) {
+  const int64_t D = cfg_.d_model;
+  ensure(b.send16, std::max<int64_t>(b.rows, 1) * D);
+  cuda::to_bf16(rows, b.send16.data(), b.rows * D);
+  b.dispatcher->dispatch(b.send16.data(), out16, D / 2);
+}
+
 void GpuTransformer::experts_forward(Block& b) {
   const std::string& p = b.prefix;
   const int64_t T = b.T, D = cfg_.d_model, K = cfg_.moe.top_k, Fe = cfg_.moe.expert_hidden;
@@ -27,7 +36,6 @@ void GpuTransformer::experts_forward(Block& b) {
     R = b.dispatcher->local_rows();
     ensure(b.xl, std::max<int64_t>(R, 1) * D);
     ensure(b.yl, std::max<int64_t>(R, 1) * D);
-    b.dispatcher->dispatch(b.xs.data(), b.xl.data());
     G = Groups{b.dispatcher->local_offsets(), b.dispatcher->num_local_groups(), E_ / ep_host_->size()};
     x = b.xl.data(), y = b.yl.data();
   }
@@ -36,7 +44,12 @@ void GpuTransformer::experts_forward(Block& b) {
   if (bf16_) {  // rows rounded once; g, u, h kept in bf16 (half the memory and traffic)
     for (auto* a : {&b.g16, &b.u16, &b.h16}) ensure(*a, Rm * Fe);
     ensure(b.xs16, Rm * D);
-    cuda::to_bf16(x, b.xs16.data(), R * D);
+    if (b.dispatcher && D % 2 == 0) {  // rounded before the exchange: half the bytes, the same values
+      dispatch_bf16(b, b.xs.data(), b.xs16.data());
+    } else {
+      if (b.dispatcher) b.dispatcher->dispatch(b.xs.data(), b.xl.data());
+      cuda::to_bf16(x, b.xs16.data(), R * D);
+    }
     {
       GpuPhase gemms("expert_gemms_fwd", phase_timing_);  // the GEMMs apart from the stage's other work
       experts_fwd_bf16(G, b.xs16.data(), D, p + "/moe/experts/w1", Fe, b.g16.data(), true);
@@ -46,6 +59,7 @@ void GpuTransformer::experts_forward(Block& b) {
     GpuPhase gemms("expert_gemms_fwd", phase_timing_);
     experts_fwd_bf16(G, b.h16.data(), Fe, p + "/moe/experts/w2", D, y, false);
   } else {
+    if (b.dispatcher) b.dispatcher->dispatch(b.xs.data(), b.xl.data());
     b.experts.resize(Rm, Fe);
     grouped_fwd(G, x, D, p + "/moe/experts/w1", Fe, b.experts.g.data());
     grouped_fwd(G, x, D, p + "/moe/experts/w3", Fe, b.experts.u.data());
@@ -67,12 +81,19 @@ void GpuTransformer::experts_backward(Block& b, const float* dy) {
   float *dye = b.ye.data(), *dx = b.xs.data();  // dxs lands in place of xs
   const int64_t R = b.local_rows;
   if (b.dispatcher) {  // the backward of combine is dispatch: dye to the experts' ranks
-    b.dispatcher->dispatch(b.ye.data(), b.yl.data());
     G = Groups{b.dispatcher->local_offsets(), b.dispatcher->num_local_groups(), E_ / ep_host_->size()};
     dye = b.yl.data(), dx = b.xl.data();
   }
   if (bf16_) {  // dh over h, dg / du over g / u, all bf16
-    const void* dye16 = rounded(dye, R * D, bf16_a_);
+    const void* dye16 = nullptr;
+    if (b.dispatcher && D % 2 == 0) {  // rounded before the exchange, as the forward's rows
+      if (int64_t(bf16_a_.size()) < R * D) bf16_a_ = cuda::DeviceArray<uint16_t>(size_t(std::max<int64_t>(R, 1) * D));
+      dispatch_bf16(b, b.ye.data(), bf16_a_.data());
+      dye16 = bf16_a_.data();
+    } else {
+      if (b.dispatcher) b.dispatcher->dispatch(b.ye.data(), b.yl.data());
+      dye16 = rounded(dye, R * D, bf16_a_);
+    }
     {
       GpuPhase gemms("expert_gemms_bwd", phase_timing_);
       experts_dw_bf16(G, dye16, D, b.h16.data(), Fe, p + "/moe/experts/w2");
@@ -85,6 +106,7 @@ void GpuTransformer::experts_backward(Block& b, const float* dy) {
     experts_dx_bf16(G, b.g16.data(), Fe, p + "/moe/experts/w1", D, 0.0f, dx, false);
     experts_dx_bf16(G, b.u16.data(), Fe, p + "/moe/experts/w3", D, 1.0f, dx, false);
   } else {
+    if (b.dispatcher) b.dispatcher->dispatch(b.ye.data(), b.yl.data());
     float *hh = b.experts.h.data(), *gg = b.experts.g.data(), *uu = b.experts.u.data();
     const float* x = b.dispatcher ? b.xl.data() : b.xs.data();  // the expert inputs, still intact
     grouped_dw(G, dye, D, hh, Fe, p + "/moe/experts/w2");

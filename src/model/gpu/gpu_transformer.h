@@ -139,6 +139,7 @@ class GpuTransformer {
   // The MoE layer's expert stage on block b's ordered rows (dispatch, the grouped SwiGLU experts,
   // combine) and its backward: gpu_experts.cpp.
   void experts_forward(Block& b);
+  void dispatch_bf16(Block& b, const float* rows, void* out16);
   void experts_backward(Block& b, const float* dy);  // dy: the layer output's gradient
   // SwiGLU FFN (w1, w3, w2 under `prefix`): activations g, u, h [T, F] kept for the backward.
   void swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F, float* gg, float* uu,
