@@ -39,16 +39,18 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
                         const float* dout, float* dq, float* dk, float* dv, int64_t B, int64_t S, int64_t H,
                         int64_t Hkv, int64_t hd, bool bf16_matmuls = false,
                         AttentionKernel kernel = AttentionKernel::kBlocked, Stream stream = nullptr);
-// The faster implementation for bf16 attention at this shape, measured on random scratch inputs
-// (forward + backward, median of 3 after a warm-up). kBlocked where the fused kernels do not take
-// the head dim, and where their results (out, lse, dq, dk, dv on the same inputs) differ from the
-// blocked path's by more than bf16 rounding explains (relative L2 error over 2e-2; a safety net
-// for a GPU on which the fused kernels misbehave). Milliseconds of each and the largest relative
-// error kept for reports (fused_ms 0 when not measured).
+// The faster implementation for bf16 attention at this shape, for the forward and for the backward
+// apart (both take and save the same things: out and the natural-log logsumexp, so either backward
+// follows either forward), measured on random scratch inputs (median of 3 after a warm-up).
+// kBlocked where the fused kernels do not take the head dim, and, per direction, where their
+// results (out and lse; dq, dk and dv) on the same inputs differ from the blocked path's by more
+// than bf16 rounding explains (relative L2 error over 2e-2; a safety net for a GPU on which the
+// fused kernels misbehave). Milliseconds of each and the largest relative errors kept for reports
+// (fused times 0 when not measured).
 struct AttentionChoice {
-  AttentionKernel kernel = AttentionKernel::kBlocked;
-  double blocked_ms = 0, fused_ms = 0;
-  double fused_rel_error = 0;  // fused against blocked, the worst of the five outputs
+  AttentionKernel forward = AttentionKernel::kBlocked, backward = AttentionKernel::kBlocked;
+  double blocked_fwd_ms = 0, blocked_bwd_ms = 0, fused_fwd_ms = 0, fused_bwd_ms = 0;
+  double fused_fwd_rel_error = 0, fused_bwd_rel_error = 0;  // fused against blocked, worst output
 };
 AttentionChoice choose_attention_kernel(int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t hd);
 }  // namespace cuda

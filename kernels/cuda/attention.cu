@@ -358,18 +358,30 @@ AttentionChoice choose_attention_kernel(int64_t B, int64_t S, int64_t H, int64_t
     return o;
   };
   Outputs blocked = outputs(), fused = outputs();
-  auto run = [&](AttentionKernel kernel, Outputs& o) {
+  auto forward = [&](AttentionKernel kernel, Outputs& o) {
+    return median_ms([&] { attention_forward(q, k, v, o.p[0], o.p[1], B, S, H, Hkv, hd, true, kernel); });
+  };
+  auto backward = [&](AttentionKernel kernel, Outputs& o) {  // on the outputs of that kernel's forward
     return median_ms([&] {
-      attention_forward(q, k, v, o.p[0], o.p[1], B, S, H, Hkv, hd, true, kernel);
       attention_backward(q, k, v, o.p[0], o.p[1], dout, o.p[2], o.p[3], o.p[4], B, S, H, Hkv, hd, true, kernel);
     });
   };
-  choice.blocked_ms = run(AttentionKernel::kBlocked, blocked);
+  auto worst_error = [&](int first, int last) {  // fused against blocked over outputs [first, last)
+    double e = 0;
+    for (int i = first; i < last; ++i) e = std::max(e, relative_l2(fused.p[i], blocked.p[i], blocked.n[i]));
+    return e;
+  };
+  choice.blocked_fwd_ms = forward(AttentionKernel::kBlocked, blocked);
+  choice.blocked_bwd_ms = backward(AttentionKernel::kBlocked, blocked);
   if (fused_supports(hd)) {
-    choice.fused_ms = run(AttentionKernel::kFused, fused);
-    for (int i = 0; i < 5; ++i)
-      choice.fused_rel_error = std::max(choice.fused_rel_error, relative_l2(fused.p[i], blocked.p[i], blocked.n[i]));
-    if (choice.fused_ms < choice.blocked_ms && choice.fused_rel_error < 2e-2) choice.kernel = AttentionKernel::kFused;
+    choice.fused_fwd_ms = forward(AttentionKernel::kFused, fused);
+    choice.fused_bwd_ms = backward(AttentionKernel::kFused, fused);
+    choice.fused_fwd_rel_error = worst_error(0, 2);
+    choice.fused_bwd_rel_error = worst_error(2, 5);
+    if (choice.fused_fwd_ms < choice.blocked_fwd_ms && choice.fused_fwd_rel_error < 2e-2)
+      choice.forward = AttentionKernel::kFused;
+    if (choice.fused_bwd_ms < choice.blocked_bwd_ms && choice.fused_bwd_rel_error < 2e-2)
+      choice.backward = AttentionKernel::kFused;
   }
   for (float* p : {q, k, v, dout}) device_free(p);
   for (Outputs* o : {&blocked, &fused})

@@ -303,9 +303,19 @@ TEST_P(CudaAttention, BlockedAndFusedMatchTheCpu) {
                      s.B, s.S, s.H, s.Hkv, s.hd);
   const float nan = std::numeric_limits<float>::quiet_NaN();  // every output element must be written
   const bool fused_fits = s.hd == 32 || s.hd == 64 || s.hd == 128;
-  for (int mode = 0; mode < 3; ++mode) {  // fp32 blocked, bf16 blocked, bf16 fused (where it takes the head dim)
+  // fp32 blocked, bf16 blocked, bf16 fused (where it takes the head dim), and the two mixes (either
+  // backward after either forward, as choose_attention_kernel may pick)
+  using cuda::AttentionKernel;
+  const std::pair<AttentionKernel, AttentionKernel> modes[] = {
+      {AttentionKernel::kBlocked, AttentionKernel::kBlocked}, {AttentionKernel::kBlocked, AttentionKernel::kBlocked},
+      {AttentionKernel::kFused, AttentionKernel::kFused},     {AttentionKernel::kFused, AttentionKernel::kBlocked},
+      {AttentionKernel::kBlocked, AttentionKernel::kFused}};
+  const char* names[] = {"fp32 blocked", "bf16 blocked", "fused", "fused forward, blocked backward",
+                         "blocked forward, fused backward"};
+  for (int mode = 0; mode < 5; ++mode) {
     const bool bf16 = mode > 0;
-    const auto kernel = mode == 2 ? cuda::AttentionKernel::kFused : cuda::AttentionKernel::kBlocked;
+    const auto [kernel, bwd_kernel] = modes[mode];
+    if (mode > 2 && !fused_fits) continue;
     if (mode == 2 && !fused_fits) {
       DeviceArray<float> gq(q);
       EXPECT_NE(test::error_of([&] {
@@ -315,14 +325,14 @@ TEST_P(CudaAttention, BlockedAndFusedMatchTheCpu) {
                 std::string::npos);
       continue;
     }
-    SCOPED_TRACE(mode == 2 ? "fused" : "blocked");
+    SCOPED_TRACE(names[mode]);
     DeviceArray<float> gq(q), gk(k), gv(v), gdout(dout), gout(std::vector<float>(nq, nan)),
         glse(std::vector<float>(nl, nan)), gdq(std::vector<float>(nq, nan)), gdk(std::vector<float>(nkv, nan)),
         gdv(std::vector<float>(nkv, nan));
     cuda::attention_forward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), s.B, s.S, s.H, s.Hkv, s.hd,
                             bf16, kernel);
     cuda::attention_backward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), gdout.data(), gdq.data(),
-                             gdk.data(), gdv.data(), s.B, s.S, s.H, s.Hkv, s.hd, bf16, kernel);
+                             gdk.data(), gdv.data(), s.B, s.S, s.H, s.Hkv, s.hd, bf16, bwd_kernel);
     if (!bf16) {
       expect_close(down(gout), out, 1e-4, 1e-5, "attention out");
       expect_close(down(glse), lse, 1e-5, 1e-5, "attention lse");
@@ -350,6 +360,22 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
                            return "B" + std::to_string(a.B) + "_S" + std::to_string(a.S) + "_H" + std::to_string(a.H) +
                                   "_Hkv" + std::to_string(a.Hkv) + "_hd" + std::to_string(a.hd);
                          });
+
+// The per-direction choice: both implementations timed, the fused one agreeing with the blocked
+// one within bf16 rounding, and each direction naming the faster of the two.
+TEST(CudaKernels, AttentionChoicePerDirection) {
+  REQUIRE_GPU();
+  const cuda::AttentionChoice c = cuda::choose_attention_kernel(2, 100, 4, 2, 64);
+  for (double ms : {c.blocked_fwd_ms, c.blocked_bwd_ms, c.fused_fwd_ms, c.fused_bwd_ms}) EXPECT_GT(ms, 0.0);
+  EXPECT_LT(c.fused_fwd_rel_error, 2e-2);
+  EXPECT_LT(c.fused_bwd_rel_error, 2e-2);
+  EXPECT_EQ(c.forward == cuda::AttentionKernel::kFused, c.fused_fwd_ms < c.blocked_fwd_ms);
+  EXPECT_EQ(c.backward == cuda::AttentionKernel::kFused, c.fused_bwd_ms < c.blocked_bwd_ms);
+  const cuda::AttentionChoice odd = cuda::choose_attention_kernel(1, 50, 2, 2, 48);  // no fused kernel for 48
+  EXPECT_EQ(odd.forward, cuda::AttentionKernel::kBlocked);
+  EXPECT_EQ(odd.backward, cuda::AttentionKernel::kBlocked);
+  EXPECT_EQ(odd.fused_fwd_ms, 0.0);
+}
 
 TEST(CudaKernels, OutOfMemorySaysWhatToChange) {
   REQUIRE_GPU();

@@ -235,7 +235,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       {
         GpuPhase core("attention_core_fwd", phase_timing_);  // apart from the projections around it
         cuda::attention_forward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), B, S, H, Hkv, hd,
-                                bf16_, attention_.kernel);
+                                bf16_, attention_.forward);
       }
       linear_fwd(b.o.data(), T, dq, p + "/attn/wo", D, b.tmp.data());
     }
@@ -389,7 +389,8 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       {
         GpuPhase core("attention_core_bwd", phase_timing_);
         cuda::attention_backward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), b.dout_heads.data(),
-                                 b.dq.data(), b.dk.data(), b.dv.data(), B, S, H, Hkv, hd, bf16_, attention_.kernel);
+                                 b.dq.data(), b.dk.data(), b.dv.data(), B, S, H, Hkv, hd, bf16_,
+                                 attention_.backward);
       }
       cuda::rope_backward(b.dq.data(), B, S, H, hd, cfg_.rope_theta);
       cuda::rope_backward(b.dk.data(), B, S, Hkv, hd, cfg_.rope_theta);
