@@ -122,20 +122,38 @@ void require_device(const void* p, size_t bytes, const char* what) {
 
 using moe::emu::Space;
 
-// ---- devices ----
+// ---- devices: MOE_EMULATED_DEVICES of them (default 1), all backed by the same host memory ----
+namespace moe::emu {
+namespace {
+int device_count() {
+  static const int n = [] {
+    const char* s = std::getenv("MOE_EMULATED_DEVICES");
+    const int v = s ? std::atoi(s) : 1;
+    return v > 0 ? v : 1;
+  }();
+  return n;
+}
+int current_device = 0;
+}  // namespace
+}  // namespace moe::emu
+
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  *count = moe::emu::device_count();
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
+  *device = moe::emu::current_device;
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  return device == 0 ? cudaSuccess : moe::emu::failed(cudaErrorInvalidDevice, "cudaSetDevice: one emulated device");
+  if (device < 0 || device >= moe::emu::device_count())
+    return moe::emu::failed(cudaErrorInvalidDevice, "cudaSetDevice: no such emulated device (MOE_EMULATED_DEVICES)");
+  moe::emu::current_device = device;
+  return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
-  if (device != 0) return moe::emu::failed(cudaErrorInvalidDevice, "cudaGetDeviceProperties: one emulated device");
+  if (device < 0 || device >= moe::emu::device_count())
+    return moe::emu::failed(cudaErrorInvalidDevice, "cudaGetDeviceProperties: no such emulated device");
   std::memset(prop, 0, sizeof *prop);
   std::strncpy(prop->name, "CUDA emulation on the CPU", sizeof prop->name - 1);
   prop->totalGlobalMem = moe::emu::kDeviceBytes;
@@ -211,7 +229,17 @@ cudaError_t cudaMemset(void* p, int value, size_t bytes) {
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) { return cudaMemset(p, value, bytes); }
 
 // ---- streams and events: the work is done when the call returns ----
+struct CUstream_st {};
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
+  *stream = new CUstream_st;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete stream;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   *event = new CUevent_st{std::chrono::steady_clock::now()};
   return cudaSuccess;
