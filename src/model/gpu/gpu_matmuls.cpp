@@ -42,22 +42,39 @@ const void* GpuTransformer::rounded(const float* x, int64_t n, DeviceArray<uint1
   return scratch.data();
 }
 
+GpuTransformer::Operand GpuTransformer::operand(const float* x, int64_t n, DeviceArray<uint16_t>& scratch) {
+  return Operand{x, bf16_ ? rounded(x, n, scratch) : nullptr};
+}
+
+void GpuTransformer::linear_fwd(const Operand& x, int64_t T, int64_t in, const std::string& W, int64_t out, float* y) {
+  if (!bf16_) return cuda::gemm(false, true, T, out, in, 1.0f, x.f32, in, w(W), in, 0.0f, y, out);
+  cuda::gemm_bf16(false, true, T, out, in, 1.0f, x.b16, in, wb(W), in, 0.0f, y, out, false);
+}
+
+void GpuTransformer::linear_dx(const Operand& dy, int64_t T, int64_t out, const std::string& W, int64_t in, float beta,
+                               float* dx) {
+  if (!bf16_) return cuda::gemm(false, false, T, in, out, 1.0f, dy.f32, out, w(W), in, beta, dx, in);
+  cuda::gemm_bf16(false, false, T, in, out, 1.0f, dy.b16, out, wb(W), in, beta, dx, in, false);
+}
+
+void GpuTransformer::linear_dw(const Operand& dy, int64_t T, int64_t out, const Operand& x, int64_t in,
+                               const std::string& W) {
+  if (!bf16_) return cuda::gemm(true, false, out, in, T, 1.0f, dy.f32, out, x.f32, in, 1.0f, g(W), in);
+  cuda::gemm_bf16(true, false, out, in, T, 1.0f, dy.b16, out, x.b16, in, 1.0f, g(W), in, false);
+}
+
 void GpuTransformer::linear_fwd(const float* x, int64_t T, int64_t in, const std::string& W, int64_t out, float* y) {
-  if (!bf16_) return cuda::gemm(false, true, T, out, in, 1.0f, x, in, w(W), in, 0.0f, y, out);
-  cuda::gemm_bf16(false, true, T, out, in, 1.0f, rounded(x, T * in, bf16_a_), in, wb(W), in, 0.0f, y, out, false);
+  linear_fwd(operand(x, T * in, bf16_a_), T, in, W, out, y);
 }
 
 void GpuTransformer::linear_dx(const float* dy, int64_t T, int64_t out, const std::string& W, int64_t in, float beta,
                                float* dx) {
-  if (!bf16_) return cuda::gemm(false, false, T, in, out, 1.0f, dy, out, w(W), in, beta, dx, in);
-  cuda::gemm_bf16(false, false, T, in, out, 1.0f, rounded(dy, T * out, bf16_a_), out, wb(W), in, beta, dx, in, false);
+  linear_dx(operand(dy, T * out, bf16_a_), T, out, W, in, beta, dx);
 }
 
 void GpuTransformer::linear_dw(const float* dy, int64_t T, int64_t out, const float* x, int64_t in,
                                const std::string& W) {
-  if (!bf16_) return cuda::gemm(true, false, out, in, T, 1.0f, dy, out, x, in, 1.0f, g(W), in);
-  cuda::gemm_bf16(true, false, out, in, T, 1.0f, rounded(dy, T * out, bf16_a_), out, rounded(x, T * in, bf16_b_), in,
-                  1.0f, g(W), in, false);
+  linear_dw(operand(dy, T * out, bf16_a_), T, out, operand(x, T * in, bf16_b_), in, W);
 }
 
 void GpuTransformer::grouped_fwd(const Groups& G, const float* x, int64_t in, const std::string& W, int64_t out,
@@ -112,8 +129,9 @@ void GpuTransformer::experts_dw_bf16(const Groups& G, const void* dy16, int64_t 
 // SwiGluLayer::forward: y = (silu(x W1^T) * (x W3^T)) W2^T, x: [T, D], W1, W3: [F, D], W2: [D, F].
 void GpuTransformer::swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F,
                                     float* gg, float* uu, float* hh, float* y) {
-  linear_fwd(x, T, D, prefix + "/w1", F, gg);
-  linear_fwd(x, T, D, prefix + "/w3", F, uu);
+  const Operand xo = operand(x, T * D, bf16_b_);  // rounded once for both up-projections
+  linear_fwd(xo, T, D, prefix + "/w1", F, gg);
+  linear_fwd(xo, T, D, prefix + "/w3", F, uu);
   cuda::swiglu_forward(gg, uu, hh, T * F);
   linear_fwd(hh, T, F, prefix + "/w2", D, y);
 }
@@ -121,13 +139,16 @@ void GpuTransformer::swiglu_forward(const std::string& prefix, const float* x, i
 // SwiGluLayer::backward: weight gradients accumulate; dx assigned, or accumulated when asked.
 void GpuTransformer::swiglu_backward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F,
                                      float* gg, float* uu, float* hh, const float* dy, float* dx, bool accumulate) {
-  linear_dw(dy, T, D, hh, F, prefix + "/w2");
-  linear_dx(dy, T, D, prefix + "/w2", F, 0.0f, hh);
+  const Operand dyo = operand(dy, T * D, bf16_a_);  // every operand rounded once
+  linear_dw(dyo, T, D, operand(hh, T * F, bf16_b_), F, prefix + "/w2");
+  linear_dx(dyo, T, D, prefix + "/w2", F, 0.0f, hh);
   cuda::swiglu_backward(gg, uu, hh, gg, uu, T * F);
-  linear_dw(gg, T, F, x, D, prefix + "/w1");
-  linear_dw(uu, T, F, x, D, prefix + "/w3");
-  linear_dx(gg, T, F, prefix + "/w1", D, accumulate ? 1.0f : 0.0f, dx);
-  linear_dx(uu, T, F, prefix + "/w3", D, 1.0f, dx);
+  const Operand xo = operand(x, T * D, bf16_b_), go = operand(gg, T * F, bf16_a_);
+  linear_dw(go, T, F, xo, D, prefix + "/w1");
+  linear_dx(go, T, F, prefix + "/w1", D, accumulate ? 1.0f : 0.0f, dx);
+  const Operand uo = operand(uu, T * F, bf16_a_);
+  linear_dw(uo, T, F, xo, D, prefix + "/w3");
+  linear_dx(uo, T, F, prefix + "/w3", D, 1.0f, dx);
 }
 
 }  // namespace moe::gpu

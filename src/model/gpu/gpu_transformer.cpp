@@ -227,9 +227,10 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     }
     {
       GpuPhase phase("attention_fwd", phase_timing_);
-      linear_fwd(b.a1.data(), T, D, p + "/attn/wq", dq, b.q.data());
-      linear_fwd(b.a1.data(), T, D, p + "/attn/wk", dkv, b.k.data());
-      linear_fwd(b.a1.data(), T, D, p + "/attn/wv", dkv, b.v.data());
+      const Operand a1 = operand(b.a1.data(), T * D, bf16_a_);  // rounded once for the three projections
+      linear_fwd(a1, T, D, p + "/attn/wq", dq, b.q.data());
+      linear_fwd(a1, T, D, p + "/attn/wk", dkv, b.k.data());
+      linear_fwd(a1, T, D, p + "/attn/wv", dkv, b.v.data());
       cuda::rope_forward(b.q.data(), B, S, H, hd, cfg_.rope_theta);
       cuda::rope_forward(b.k.data(), B, S, Hkv, hd, cfg_.rope_theta);
       {
@@ -384,8 +385,9 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       ensure(b.dq, T * dq);
       ensure(b.dk, T * dkv);
       ensure(b.dv, T * dkv);
-      linear_dx(dout, T, D, p + "/attn/wo", dq, 0.0f, b.dout_heads.data());
-      linear_dw(dout, T, D, b.o.data(), dq, p + "/attn/wo");
+      const Operand dout_op = operand(dout, T * D, bf16_a_);  // each operand rounded once
+      linear_dx(dout_op, T, D, p + "/attn/wo", dq, 0.0f, b.dout_heads.data());
+      linear_dw(dout_op, T, D, operand(b.o.data(), T * dq, bf16_b_), dq, p + "/attn/wo");
       {
         GpuPhase core("attention_core_bwd", phase_timing_);
         cuda::attention_backward(b.q.data(), b.k.data(), b.v.data(), b.o.data(), b.lse.data(), b.dout_heads.data(),
@@ -394,12 +396,18 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       }
       cuda::rope_backward(b.dq.data(), B, S, H, hd, cfg_.rope_theta);
       cuda::rope_backward(b.dk.data(), B, S, Hkv, hd, cfg_.rope_theta);
-      linear_dw(b.dq.data(), T, dq, b.a1.data(), D, p + "/attn/wq");
-      linear_dw(b.dk.data(), T, dkv, b.a1.data(), D, p + "/attn/wk");
-      linear_dw(b.dv.data(), T, dkv, b.a1.data(), D, p + "/attn/wv");
-      linear_dx(b.dq.data(), T, dq, p + "/attn/wq", D, 0.0f, b.tmp.data());
-      linear_dx(b.dk.data(), T, dkv, p + "/attn/wk", D, 1.0f, b.tmp.data());
-      linear_dx(b.dv.data(), T, dkv, p + "/attn/wv", D, 1.0f, b.tmp.data());
+      const Operand a1 = operand(b.a1.data(), T * D, bf16_b_);
+      const struct {
+        const float* d;
+        int64_t n;
+        const char* w;
+      } projections[] = {{b.dq.data(), dq, "/attn/wq"}, {b.dk.data(), dkv, "/attn/wk"}, {b.dv.data(), dkv, "/attn/wv"}};
+      for (int i = 0; i < 3; ++i) {  // d(a1) = dq Wq + dk Wk + dv Wv, in that order
+        const auto& pr = projections[i];
+        const Operand d = operand(pr.d, T * pr.n, bf16_a_);
+        linear_dw(d, T, pr.n, a1, D, p + pr.w);
+        linear_dx(d, T, pr.n, p + pr.w, D, i == 0 ? 0.0f : 1.0f, b.tmp.data());
+      }
     }
     {
       GpuPhase phase("norm_bwd", phase_timing_);

@@ -121,6 +121,17 @@ class GpuTransformer {
 
   // Matmuls with weight W [out, in] by name, fp32 or bf16 inputs (fp32 accumulation and output):
   // y = x W^T;  dx = dy W (+ beta dx);  dW += dy^T x.
+  // An activation as a GEMM operand: fp32, and in bf16 mode also rounded to bf16 (into a scratch
+  // buffer, valid until that buffer's next use), so that one rounding serves several GEMMs.
+  struct Operand {
+    const float* f32;
+    const void* b16;  // nullptr in fp32 mode
+  };
+  Operand operand(const float* x, int64_t n, cuda::DeviceArray<uint16_t>& scratch);
+  void linear_fwd(const Operand& x, int64_t T, int64_t in, const std::string& W, int64_t out, float* y);
+  void linear_dx(const Operand& dy, int64_t T, int64_t out, const std::string& W, int64_t in, float beta, float* dx);
+  void linear_dw(const Operand& dy, int64_t T, int64_t out, const Operand& x, int64_t in, const std::string& W);
+  // The same with the operands rounded here (x and dy into the two scratch buffers).
   void linear_fwd(const float* x, int64_t T, int64_t in, const std::string& W, int64_t out, float* y);
   void linear_dx(const float* dy, int64_t T, int64_t out, const std::string& W, int64_t in, float beta, float* dx);
   void linear_dw(const float* dy, int64_t T, int64_t out, const float* x, int64_t in, const std::string& W);
