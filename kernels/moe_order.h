@@ -27,6 +27,16 @@ void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, i
 void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,
                           int64_t D, float* dye, float* dw);
 
+// Chunk-major rows, for pipelining the expert stage in C chunks (the exchange of one chunk while
+// another computes): expert e's n_e rows split into C near-equal chunks (chunk c: its rows
+// floor(c n_e / C) .. floor((c + 1) n_e / C)), ordered (chunk, expert, row).
+// chunk_offsets [C * E + 1]: first row of (chunk c, expert e) at index c * E + e. Host arrays.
+void moe_chunk_offsets(const int64_t* offsets, int64_t E, int64_t C, int64_t* chunk_offsets);
+// Moves expert-major rows (offsets [E + 1]) into that order, in place: row_token [offsets[E]]
+// permuted, and every slot [n] renumbered to its row's new place (-1 stays -1).
+void moe_to_chunk_major(const int64_t* offsets, const int64_t* chunk_offsets, int64_t E, int64_t C,
+                        int32_t* row_token, int64_t* slot, int64_t n);
+
 // ---- CUDA twin (kernels/cuda/moe_order.cu; built when the build has CUDA, MOE_WITH_CUDA): same
 // semantics on device pointers, launched on `stream`. ----
 namespace cuda {
@@ -41,6 +51,9 @@ void moe_unorder_forward(const float* ye, const int64_t* slot, const float* w, i
                          float* y, Stream stream = nullptr);
 void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t T, int64_t k,
                           int64_t D, float* dye, float* dw, Stream stream = nullptr);
+// offsets and chunk_offsets are host arrays; row_token and slot device arrays.
+void moe_to_chunk_major(const int64_t* offsets, const int64_t* chunk_offsets, int64_t E, int64_t C,
+                        int32_t* row_token, int64_t* slot, int64_t n, Stream stream = nullptr);
 }  // namespace cuda
 
 }  // namespace moe

@@ -128,6 +128,25 @@ TEST(MoeOrder, StableCountingSortAndCapacityDropsLaterTokens) {
   for (auto s : slot) EXPECT_GE(s, 0);
 }
 
+// Chunk-major rows: experts of 5, 0 and 3 rows in 2 chunks -> (c0: e0 rows 0-1, e2 row 0),
+// (c1: e0 rows 2-4, e2 rows 1-2); row_token follows its rows and every slot its row.
+TEST(MoeOrder, ChunkMajorRowsKeepEveryCopyWithItsRow) {
+  const int64_t E = 3, C = 2;
+  const std::vector<int64_t> offsets = {0, 5, 5, 8};
+  std::vector<int64_t> chunk(C * E + 1);
+  moe_chunk_offsets(offsets.data(), E, C, chunk.data());
+  EXPECT_EQ(chunk, (std::vector<int64_t>{0, 2, 2, 3, 6, 6, 8}));
+  std::vector<int32_t> row_token = {10, 11, 12, 13, 14, 20, 21, 22};  // expert-major
+  std::vector<int64_t> slot = {7, -1, 0, 4, 5, 2};
+  moe_to_chunk_major(offsets.data(), chunk.data(), E, C, row_token.data(), slot.data(), int64_t(slot.size()));
+  EXPECT_EQ(row_token, (std::vector<int32_t>{10, 11, 20, 12, 13, 14, 21, 22}));
+  EXPECT_EQ(slot, (std::vector<int64_t>{7, -1, 0, 5, 2, 3}));
+  // one chunk: the identity
+  std::vector<int64_t> one(E + 1);
+  moe_chunk_offsets(offsets.data(), E, 1, one.data());
+  EXPECT_EQ(one, offsets);
+}
+
 TEST(MoeOrder, GatherUnorderRoundTripAndBackward) {
   const int64_t T = 5, k = 2, E = 3, D = 4;
   std::vector<int32_t> idx = {2, 0, 1, 0, 2, 1, 0, 2, 1, 2};

@@ -1,6 +1,7 @@
 // Order / Unorder on the CPU. The sort is sequential (O(T*k), negligible); the row moves are parallel.
 #include "kernels/moe_order.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -29,6 +30,34 @@ int64_t moe_order(const int32_t* idx, int64_t T, int64_t k, int64_t E, const int
     }
   }
   return offsets[E];
+}
+
+void moe_chunk_offsets(const int64_t* offsets, int64_t E, int64_t C, int64_t* chunk_offsets) {
+  int64_t at = 0;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = offsets[e + 1] - offsets[e];
+      chunk_offsets[c * E + e] = at;
+      at += n * (c + 1) / C - n * c / C;
+    }
+  chunk_offsets[C * E] = at;
+}
+
+void moe_to_chunk_major(const int64_t* offsets, const int64_t* chunk_offsets, int64_t E, int64_t C,
+                        int32_t* row_token, int64_t* slot, int64_t n) {
+  const int64_t rows = offsets[E];
+  std::vector<int64_t> place(static_cast<size_t>(rows));
+  std::vector<int32_t> moved(static_cast<size_t>(rows));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t ne = offsets[e + 1] - offsets[e];
+    for (int64_t c = 0; c < C; ++c)  // chunk c of expert e, in row order
+      for (int64_t i = ne * c / C; i < ne * (c + 1) / C; ++i)
+        place[size_t(offsets[e] + i)] = chunk_offsets[c * E + e] + i - ne * c / C;
+  }
+  for (int64_t r = 0; r < rows; ++r) moved[size_t(place[size_t(r)])] = row_token[r];
+  std::copy(moved.begin(), moved.end(), row_token);
+  for (int64_t a = 0; a < n; ++a)
+    if (slot[a] >= 0) slot[a] = place[size_t(slot[a])];
 }
 
 void moe_gather(const float* x, const int32_t* row_token, int64_t n, int64_t D, float* xs) {

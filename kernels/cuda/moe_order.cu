@@ -98,6 +98,37 @@ void sum_copies_any(const float* rows, const int64_t* slot, const float* w, int6
     launch_sum_copies<float>(rows, slot, w, T, k, D, out, stream);
 }
 
+// place[r] = the chunk-major position of expert-major row r (kernels/moe_order.h): its expert by
+// binary search over offsets [E + 1], then its chunk among the expert's C splits.
+__global__ void chunk_major_places(const int64_t* offsets, const int64_t* chunk_offsets, int64_t E, int64_t C,
+                                   int64_t rows, int64_t* place) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x) {
+    int64_t lo = 0, hi = E - 1;  // the expert e with offsets[e] <= r < offsets[e + 1] (non-empty)
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (offsets[mid] <= r)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    const int64_t e = lo, ne = offsets[e + 1] - offsets[e], i = r - offsets[e];
+    int64_t c = i * C / ne;  // then the exact chunk: ne c / C <= i < ne (c + 1) / C
+    while (c + 1 < C && ne * (c + 1) / C <= i) ++c;
+    while (c > 0 && ne * c / C > i) --c;
+    place[r] = chunk_offsets[c * E + e] + i - ne * c / C;
+  }
+}
+
+__global__ void scatter_tokens(const int32_t* row_token, const int64_t* place, int64_t rows, int32_t* moved) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x)
+    moved[place[r]] = row_token[r];
+}
+
+__global__ void renumber_slots(const int64_t* place, int64_t n, int64_t* slot) {
+  for (int64_t a = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; a < n; a += int64_t(gridDim.x) * blockDim.x)
+    if (slot[a] >= 0) slot[a] = place[slot[a]];
+}
+
 // One block per copy (t, j): dye row = w dy row; dw = dy . ye row (block reduction).
 __global__ void unorder_bwd(const float* dy, const float* ye, const int64_t* slot, const float* w, int64_t k,
                             int64_t D, float* dye, float* dw) {
@@ -175,6 +206,32 @@ void moe_unorder_backward(const float* dy, const float* ye, const int64_t* slot,
   if (T == 0) return;
   MOE_LAUNCH(unsigned(T * k), kThreads, 0, stream, unorder_bwd)(dy, ye, slot, w, k, D, dye, dw);
   MOE_CUDA_LAUNCHED();
+}
+
+void moe_to_chunk_major(const int64_t* offsets, const int64_t* chunk_offsets, int64_t E, int64_t C, int32_t* row_token,
+                        int64_t* slot, int64_t n, Stream stream) {
+  const int64_t rows = offsets[E];
+  if (rows == 0) return;
+  auto* d_offsets = static_cast<int64_t*>(stream_alloc(sizeof(int64_t) * (E + 1), stream));
+  auto* d_chunks = static_cast<int64_t*>(stream_alloc(sizeof(int64_t) * (C * E + 1), stream));
+  auto* place = static_cast<int64_t*>(stream_alloc(sizeof(int64_t) * rows, stream));
+  auto* moved = static_cast<int32_t*>(stream_alloc(sizeof(int32_t) * rows, stream));
+  MOE_CUDA_CHECK(cudaMemcpyAsync(d_offsets, offsets, sizeof(int64_t) * (E + 1), cudaMemcpyHostToDevice, stream));
+  MOE_CUDA_CHECK(
+      cudaMemcpyAsync(d_chunks, chunk_offsets, sizeof(int64_t) * (C * E + 1), cudaMemcpyHostToDevice, stream));
+  MOE_LAUNCH(blocks_for(rows), kThreads, 0, stream, chunk_major_places)(d_offsets, d_chunks, E, C, rows, place);
+  MOE_CUDA_LAUNCHED();
+  MOE_LAUNCH(blocks_for(rows), kThreads, 0, stream, scatter_tokens)(row_token, place, rows, moved);
+  MOE_CUDA_LAUNCHED();
+  MOE_CUDA_CHECK(cudaMemcpyAsync(row_token, moved, sizeof(int32_t) * rows, cudaMemcpyDeviceToDevice, stream));
+  if (n > 0) {
+    MOE_LAUNCH(blocks_for(n), kThreads, 0, stream, renumber_slots)(place, n, slot);
+    MOE_CUDA_LAUNCHED();
+  }
+  MOE_CUDA_CHECK(cudaStreamSynchronize(stream));  // offsets and chunk_offsets (host) were read by the copies
+  for (void* p : {static_cast<void*>(d_offsets), static_cast<void*>(d_chunks), static_cast<void*>(place),
+                  static_cast<void*>(moved)})
+    stream_free(p, stream);
 }
 
 }  // namespace moe::cuda

@@ -18,6 +18,12 @@ class PendingOp {
   virtual bool ran_between(double* /*start_ms*/, double* /*end_ms*/) const { return false; }
 };
 
+// A PendingOp that is complete when made (the default of the *_async calls that run at once).
+class CompletedOp final : public PendingOp {
+ public:
+  void wait() override {}
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -36,6 +42,14 @@ class Communicator {
   // Rank r sends send_counts[r] floats (consecutive, in rank order) and receives recv_counts[r].
   virtual void all_to_all_v(const float* send, const int64_t* send_counts, float* recv,
                             const int64_t* recv_counts) = 0;
+  // all_to_all_v started without waiting for it: the buffers must not be touched, nor the received
+  // data read, until wait() returns (the counts are read before the call returns). Communicators
+  // that cannot overlap it run it at once and return a completed op (this default).
+  virtual std::unique_ptr<PendingOp> all_to_all_v_async(const float* send, const int64_t* send_counts, float* recv,
+                                                        const int64_t* recv_counts) {
+    all_to_all_v(send, send_counts, recv, recv_counts);
+    return std::make_unique<CompletedOp>();
+  }
   // Fixed-size exchange: block r of send (n elements) goes to rank r; recv block r came from rank r.
   virtual void all_to_all(const int64_t* send, int64_t* recv, int64_t n) = 0;
   // Starts an in-place sum all-reduce; the data must not be touched until wait() returns.

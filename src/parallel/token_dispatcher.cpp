@@ -58,4 +58,18 @@ void TokenDispatcher::combine(const void* in, void* out, int64_t width) {
   rows_->all_to_all_v(static_cast<const float*>(in), recv_elems_.data(), static_cast<float*>(out), send_elems_.data());
 }
 
+std::unique_ptr<PendingOp> TokenDispatcher::dispatch_async(const void* in, void* out, int64_t width) {
+  ScopedPhase phase("dispatch");
+  set_width(width);
+  return rows_->all_to_all_v_async(static_cast<const float*>(in), send_elems_.data(), static_cast<float*>(out),
+                                   recv_elems_.data());
+}
+
+std::unique_ptr<PendingOp> TokenDispatcher::combine_async(const void* in, void* out, int64_t width) {
+  ScopedPhase phase("combine");
+  set_width(width);
+  return rows_->all_to_all_v_async(static_cast<const float*>(in), recv_elems_.data(), static_cast<float*>(out),
+                                   send_elems_.data());
+}
+
 }  // namespace moe

@@ -34,6 +34,10 @@ class TokenDispatcher {
   // bf16 rows of D values as D / 2 floats: the exchange moves bytes, it never computes on them).
   void dispatch(const void* in, void* out, int64_t width);
   void combine(const void* in, void* out, int64_t width);
+  // Started without waiting (Communicator::all_to_all_v_async): in and out must stay untouched
+  // until the op's wait() returns. Where the rows' communicator cannot overlap, they run at once.
+  std::unique_ptr<PendingOp> dispatch_async(const void* in, void* out, int64_t width);
+  std::unique_ptr<PendingOp> combine_async(const void* in, void* out, int64_t width);
 
  private:
   void set_width(int64_t width);  // send_elems_ / recv_elems_ for rows of `width` floats

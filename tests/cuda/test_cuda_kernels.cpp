@@ -212,6 +212,18 @@ TEST(CudaKernels, OrderGatherUnorderWithAndWithoutCapacity) {
       cuda::moe_unorder_backward(ddy.data(), dye_in.data(), dslot.data(), dwts.data(), T, k, D, dye_in.data(), gdw.data());
       expect_close(down(dye_in), dye, 1e-6, 1e-7, "unorder backward dye in place");
       expect_close(down(gdw), dw, 1e-4, 1e-5, "unorder backward dw in place");
+      // chunk-major rows (3 chunks; experts with fewer rows than chunks included) against the CPU
+      for (const int64_t C : {int64_t(3), int64_t(160)}) {
+        std::vector<int64_t> chunks(C * E + 1), cslot = slot;
+        std::vector<int32_t> crow(row_token.begin(), row_token.begin() + n);
+        moe_chunk_offsets(offsets.data(), E, C, chunks.data());
+        moe_to_chunk_major(offsets.data(), chunks.data(), E, C, crow.data(), cslot.data(), T * k);
+        DeviceArray<int32_t> grow2(std::vector<int32_t>(row_token.begin(), row_token.begin() + n));
+        DeviceArray<int64_t> gslot2(slot);
+        cuda::moe_to_chunk_major(offsets.data(), chunks.data(), E, C, grow2.data(), gslot2.data(), T * k);
+        EXPECT_EQ(grow2.download(), crow) << C << " chunks";
+        EXPECT_EQ(gslot2.download(), cslot) << C << " chunks";
+      }
     }
 }
 

@@ -61,9 +61,12 @@ struct GpuTransformer::Block {
   DeviceArray<int32_t> idx, row_token;
   DeviceArray<int64_t> slot;
   std::vector<int64_t> offsets;
-  std::unique_ptr<TokenDispatcher> dispatcher;  // expert parallelism: rows to the experts' ranks
-  DeviceArray<float> xl, yl;                    // expert parallelism: the rows this rank's experts serve
-  int64_t local_rows = 0;                       // rows the experts ran on (rows, or xl's under ep)
+  // expert parallelism: rows to the experts' ranks and back, one dispatcher per pipelined chunk
+  std::vector<std::unique_ptr<TokenDispatcher>> dispatchers;
+  std::vector<int64_t> chunk_offsets;  // [chunks * E + 1]: this rank's rows of (chunk, expert)
+  std::vector<int64_t> local_start;    // [chunks + 1]: first local row of each chunk
+  DeviceArray<float> xl, yl;           // expert parallelism: the rows this rank's experts serve
+  int64_t local_rows = 0;              // rows the experts ran on (rows, or xl's under ep)
   std::vector<float> probs_host, lse_host;  // router outputs the balancing losses read on the host
   std::vector<int32_t> idx_host;
   std::vector<int64_t> step_counts;  // copies per expert in this step, summed over the token group

@@ -122,13 +122,16 @@ void GpuTransformer::start_grad_sync(int layer) {
   }
 }
 
-void GpuTransformer::set_expert_parallel(Communicator* ep_host, Communicator* ep_device) {
+void GpuTransformer::set_expert_parallel(Communicator* ep_host, Communicator* ep_device, int chunks) {
   MOE_CHECK(ep_host && ep_device && ep_host->size() == ep_device->size(),
             "GPU model: expert parallelism needs a host and a device communicator over the same ranks");
+  MOE_CHECK(chunks >= 1, "GPU model: expert parallelism needs at least one chunk");
   ep_host_ = ep_host;
   if (ep_host->size() == 1) return;
   for (auto& b : blocks_)
-    if (b->moe) b->dispatcher = std::make_unique<TokenDispatcher>(ep_host, E_, cfg_.d_model, ep_device);
+    if (b->moe)
+      for (int c = 0; c < chunks; ++c)
+        b->dispatchers.push_back(std::make_unique<TokenDispatcher>(ep_host, E_, cfg_.d_model, ep_device));
 }
 
 void GpuTransformer::finish_grad_sync() {

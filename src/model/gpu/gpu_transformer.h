@@ -67,8 +67,10 @@ class GpuTransformer {
   // store's expert parameters are this rank's shard, [E / ep, ...]); token rows travel to the ranks
   // holding their experts and back over ep_device (a device communicator over the same ranks),
   // their counts over ep_host (parallel/token_dispatcher.h, as the CPU MoeLayer); the global norm
-  // sums the expert gradients over ep_host. Before the first forward.
-  void set_expert_parallel(Communicator* ep_host, Communicator* ep_device);
+  // sums the expert gradients over ep_host. `chunks` > 1 pipelines each layer's exchanges with its
+  // experts in that many chunks (worth it where ep_device overlaps them: NCCL). Before the first
+  // forward.
+  void set_expert_parallel(Communicator* ep_host, Communicator* ep_device, int chunks = 1);
   // AdamW state by parameter name (for checkpoints and resume): the moments m, v (fp32, the
   // parameter's shape) and the number of updates applied.
   void download_moments(const std::string& name, Tensor& m, Tensor& v) const;
@@ -150,7 +152,9 @@ class GpuTransformer {
   // The MoE layer's expert stage on block b's ordered rows (dispatch, the grouped SwiGLU experts,
   // combine) and its backward: gpu_experts.cpp.
   void experts_forward(Block& b);
-  void dispatch_bf16(Block& b, const float* rows, void* out16);
+  void expert_rows_forward(Block& b, const Groups& G, int64_t first, int64_t R, float* y);
+  void expert_rows_backward(Block& b, const Groups& G, int64_t first, int64_t R, const float* dye, const void* dye16,
+                            float* dx);
   void experts_backward(Block& b, const float* dy);  // dy: the layer output's gradient
   // SwiGLU FFN (w1, w3, w2 under `prefix`): activations g, u, h [T, F] kept for the backward.
   void swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F, float* gg, float* uu,

@@ -28,7 +28,7 @@ class StreamPending final : public PendingOp {
     cudaEventSynchronize(done_);
     cudaEventDestroy(done_);
   }
-  void wait() override { check_cuda(cudaEventSynchronize(done_), "wait for the all-reduce"); }
+  void wait() override { check_cuda(cudaEventSynchronize(done_), "wait for the collective"); }
 
  private:
   cudaEvent_t done_;
@@ -69,17 +69,16 @@ class NcclCommunicator final : public Communicator {
     finish();
   }
   void all_to_all_v(const float* send, const int64_t* send_counts, float* recv, const int64_t* recv_counts) override {
-    after_compute();
-    check_nccl(ncclGroupStart(), "group start");
-    int64_t so = 0, ro = 0;
-    for (int r = 0; r < size_; ++r) {
-      if (send_counts[r] > 0) check_nccl(ncclSend(send + so, size_t(send_counts[r]), ncclFloat32, r, comm_, stream_), "send");
-      if (recv_counts[r] > 0) check_nccl(ncclRecv(recv + ro, size_t(recv_counts[r]), ncclFloat32, r, comm_, stream_), "recv");
-      so += send_counts[r];
-      ro += recv_counts[r];
-    }
-    check_nccl(ncclGroupEnd(), "group end");
+    queue_all_to_all_v(send, send_counts, recv, recv_counts);
     finish();
+  }
+  // On the communicator's stream after the compute queued so far; the host goes on at once, so the
+  // kernels it queues next (another chunk's experts) run while the exchange does.
+  std::unique_ptr<PendingOp> all_to_all_v_async(const float* send, const int64_t* send_counts, float* recv,
+                                                const int64_t* recv_counts) override {
+    queue_all_to_all_v(send, send_counts, recv, recv_counts);
+    issued();
+    return std::make_unique<StreamPending>(stream_);
   }
   void all_to_all(const int64_t* send, int64_t* recv, int64_t n) override {
     after_compute();
@@ -131,6 +130,18 @@ class NcclCommunicator final : public Communicator {
     if (!last.event) check_cuda(cudaEventCreateWithFlags(&last.event, cudaEventDisableTiming), "event");
     check_cuda(cudaEventRecord(last.event, stream_), "event record");
     last.recorded = true;
+  }
+  void queue_all_to_all_v(const float* send, const int64_t* send_counts, float* recv, const int64_t* recv_counts) {
+    after_compute();
+    check_nccl(ncclGroupStart(), "group start");
+    int64_t so = 0, ro = 0;
+    for (int r = 0; r < size_; ++r) {
+      if (send_counts[r] > 0) check_nccl(ncclSend(send + so, size_t(send_counts[r]), ncclFloat32, r, comm_, stream_), "send");
+      if (recv_counts[r] > 0) check_nccl(ncclRecv(recv + ro, size_t(recv_counts[r]), ncclFloat32, r, comm_, stream_), "recv");
+      so += send_counts[r];
+      ro += recv_counts[r];
+    }
+    check_nccl(ncclGroupEnd(), "group end");
   }
   void finish() {
     issued();

@@ -39,7 +39,8 @@ class CudaTraining : public GpuTraining {
                          groups.dp->size(), groups.ep->size(), kind.c_str(), cuda::device_name().c_str()));
     model_ = std::make_unique<gpu::GpuTransformer>(cfg.model, host.params(), bf16_);
     model_->set_token_group(groups.world);  // every rank holds distinct tokens (tp 1)
-    if (ep_dev_) model_->set_expert_parallel(groups.ep.get(), ep_dev_.get());
+    // NCCL overlaps an exchange with the experts' kernels: two pipelined chunks per MoE layer
+    if (ep_dev_) model_->set_expert_parallel(groups.ep.get(), ep_dev_.get(), kind == "nccl" ? 2 : 1);
     // replicated gradients over dp; expert ones over the ranks that hold the same experts
     sync_ = dp_dev_.get();
     sync_experts_ = groups.ep->size() > 1 ? expert_dp_dev_.get() : dp_dev_.get();
