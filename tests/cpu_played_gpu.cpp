@@ -18,7 +18,7 @@ int CpuPlayedGpu::ep_size = 0;
 CpuPlayedGpu::CpuPlayedGpu(const Config& cfg, Transformer& host, AdamW& optim, ParallelGroups& groups)
     : groups_(groups),
       model_(cfg.model, MoeGroups(groups_.world, groups_.ep.get(), groups_.tp.get())),
-      optim_(cfg.optim, model_.params().params()),
+      optim_(cfg.optim, model_.params().params(), cfg.parallel.zero == 1 ? groups_.dp.get() : nullptr),
       runner_(cfg, groups_, model_, optim_) {
   dp_size = groups.dp->size();
   ep_size = groups.ep->size();

@@ -87,6 +87,10 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
   MOE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+void copy_on_device(void* dst, const void* src, size_t bytes) {
+  if (bytes) MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, nullptr));
+}
+
 void zero_device(void* p, size_t bytes) {
   if (bytes) MOE_CUDA_CHECK(cudaMemset(p, 0, bytes));
 }

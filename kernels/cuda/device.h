@@ -26,6 +26,7 @@ void* stream_alloc(size_t bytes, Stream stream);
 void stream_free(void* p, Stream stream) noexcept;
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
+void copy_on_device(void* dst, const void* src, size_t bytes);  // device -> device, in stream order
 void zero_device(void* p, size_t bytes);  // cudaMemset to 0
 void synchronize();
 

@@ -76,6 +76,15 @@ int run(int argc, char** argv) {
                 "(relative difference %.1e) -> %s; backward blocked %.2f ms, fused %.2f ms (%.1e) -> %s\n",
                 ac.blocked_fwd_ms, ac.fused_fwd_ms, ac.fused_fwd_rel_error, name(ac.forward), ac.blocked_bwd_ms,
                 ac.fused_bwd_ms, ac.fused_bwd_rel_error, name(ac.backward));
+    // the useful work of causal attention (QK^T and PV over the unmasked half; the backward 2.5x),
+    // to set the kernels against the GEMM peak above
+    const double hd = double(cfg.model.d_model) / cfg.model.n_heads, S = double(t.seq_len);
+    const double fwd_tflop = 2.0 * 2.0 * t.micro_batch * cfg.model.n_heads * S * S * hd * 0.5 / 1e12;
+    auto rate = [](double tflop, double ms) { return ms > 0 ? tflop / (ms / 1e3) : 0.0; };
+    std::printf("attention TFLOP/s (useful work): forward blocked %.0f, fused %.0f; backward blocked %.0f, fused "
+                "%.0f\n",
+                rate(fwd_tflop, ac.blocked_fwd_ms), rate(fwd_tflop, ac.fused_fwd_ms),
+                rate(2.5 * fwd_tflop, ac.blocked_bwd_ms), rate(2.5 * fwd_tflop, ac.fused_bwd_ms));
   }
   if (cfg.model.moe.num_experts > 0) {
     const cuda::GroupedChoice& gc = model->grouped_choice();

@@ -3,6 +3,8 @@
 // each rank has a GPU of its own. Skipped (on every rank alike) where no CUDA device can be used.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "kernels/cuda/device.h"
 #include "model/gpu/gpu_transformer.h"
@@ -140,7 +142,8 @@ TEST(DeviceCommunicators, OverlappedGradientSumsEqualTheBlockingOnes) {
 // that runs all the step's micro-batches with all the experts: losses, norms and, after 3 steps,
 // the weights (an expert weight: this rank's shard against its slice of the one-rank weight).
 // In bf16 the rows cross the exchange rounded (the values the experts' GEMMs would round them to).
-void expect_gpu_training_matches_one_rank(int ep, const std::string& precision = "fp32", double tol = 1e-5) {
+void expect_gpu_training_matches_one_rank(int ep, const std::string& precision = "fp32", double tol = 1e-5,
+                                          int zero = 0) {
   auto world = make_mpi_world_communicator();
   auto local = make_local_communicator();
   const int r = world->rank(), n = world->size();
@@ -148,6 +151,7 @@ void expect_gpu_training_matches_one_rank(int ep, const std::string& precision =
   Config one = test::tiny_config(dir, false), many = test::tiny_config(dir, false);
   one.train.global_batch = many.train.global_batch = 4 * n;  // micro_batch 4: one micro-batch per rank
   many.parallel.ep = ep;
+  many.parallel.zero = zero;
   one.train.precision = many.train.precision = precision;
   one.finalize(1, false);
   many.finalize(n, false);
@@ -156,7 +160,8 @@ void expect_gpu_training_matches_one_rank(int ep, const std::string& precision =
   Transformer host_many(many.model, MoeGroups(g_many.world, g_many.ep.get(), g_many.tp.get()));
   host_one.params().initialize(9);
   host_many.params().initialize(9);  // the same full weights; each rank keeps its expert shard
-  AdamW optim_one(one.optim, host_one.params().params()), optim_many(many.optim, host_many.params().params());
+  AdamW optim_one(one.optim, host_one.params().params());
+  AdamW optim_many(many.optim, host_many.params().params(), zero == 1 ? g_many.dp.get() : nullptr);
   auto dp = make_gpu_training(many, host_many, optim_many, g_many);  // first: it selects this rank's GPU
   auto ref = make_gpu_training(one, host_one, optim_one, g_one);
   auto fill = [](int64_t step, int first) {  // micro-batch m is global micro-batch first + m of the step
@@ -183,6 +188,19 @@ void expect_gpu_training_matches_one_rank(int ep, const std::string& precision =
     const Tensor want = p->value.view(q->sharded() ? ep_rank * shard : 0, q->value.shape());
     test::expect_tensor_close(q->value, want, p->name, tol);
   }
+  // the AdamW moments copied back (under ZeRO gathered from every rank's shard), at full shape
+  for (size_t i = 0; i < optim_one.params().size(); ++i) {
+    const Param* p = optim_one.params()[i];
+    const size_t j = size_t(std::find(optim_many.params().begin(), optim_many.params().end(),
+                                      host_many.params().find(p->name)) -
+                            optim_many.params().begin());
+    for (int w = 0; w < 2; ++w) {
+      const Tensor got = optim_many.moment(j, w), full = optim_one.moment(i, w);
+      const Tensor want = full.view(got.numel() < full.numel() ? ep_rank * got.numel() : 0, got.shape());
+      test::expect_tensor_close(got, want, p->name + (w ? " exp_avg_sq" : " exp_avg"), tol);
+    }
+  }
+  EXPECT_EQ(optim_many.step_count(), 3);
 }
 
 TEST(DeviceCommunicators, DataParallelGpuTrainingMatchesOneRank) {
@@ -198,6 +216,13 @@ TEST(DeviceCommunicators, DataParallelGpuTrainingMatchesOneRank) {
 TEST(DeviceCommunicators, ExpertParallelGpuTrainingMatchesOneRank) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
   expect_gpu_training_matches_one_rank(2, "fp32", 2e-4);
+}
+
+// ZeRO-1: the replicated parameters' moments split over the dp ranks (with and without ep).
+TEST(DeviceCommunicators, ZeroGpuTrainingMatchesOneRank) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  expect_gpu_training_matches_one_rank(1, "fp32", 1e-5, 1);
+  expect_gpu_training_matches_one_rank(2, "bf16", 1e-4, 1);
 }
 
 // The same in bf16: the rows and output gradients cross the exchange as bf16 (half the bytes).

@@ -3,6 +3,7 @@
 // per-step MoE statistics): the state of
 // one transformer block on the device, and the phase scope of the GPU timing. Not for other users.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,6 +74,28 @@ struct GpuTransformer::Block {
   int64_t step_tokens = 0;           // tokens behind step_counts
   int64_t rows = 0;
   bool has_dprobs = false, has_dlse = false;
+};
+
+// ZeRO-1 state (gpu_zero1.cpp): the replicated parameters as one flat vector of `total` floats in
+// name order, padded to ranks * shard; this rank owns [lo, lo + shard) and its AdamW moments.
+struct GpuTransformer::ZeroShard {
+  Communicator* host = nullptr;    // dp, host buffers (sums of squares)
+  Communicator* device = nullptr;  // dp, device buffers
+  struct Slot {
+    DevParam* p;
+    int64_t offset, n;  // where the parameter starts in the flat vector, and its size
+  };
+  struct Piece {  // the part of one parameter this rank owns
+    DevParam* p;
+    int64_t first, count, at;  // elements [first, first + count) of p, at `at` in the shard
+  };
+  std::vector<Slot> slots;
+  std::map<std::string, size_t> slot_of;  // by parameter name
+  std::vector<Piece> pieces;
+  int64_t total = 0, shard = 0, lo = 0;
+  DeviceArray<float> flat, shard_grad, shard_value, m, v;
+  std::vector<float> m_host, v_host;  // every rank's moments, gathered for a checkpoint
+  bool host_current = false;
 };
 
 }  // namespace moe::gpu

@@ -85,6 +85,7 @@ void GpuTransformer::zero_grad() {
 
 double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double grad_clip) {
   GpuPhase phase("optimizer", phase_timing_);
+  if (zero_) return zero_step(o, lr, grad_clip);
   std::vector<const float*> grads[2];  // replicated, expert
   std::vector<int64_t> sizes[2];
   std::vector<cuda::AdamWTensor> tensors;
@@ -141,7 +142,8 @@ void GpuTransformer::finish_grad_sync() {
   pending_sync_.clear();
 }
 
-void GpuTransformer::download_moments(const std::string& name, Tensor& m, Tensor& v) const {
+void GpuTransformer::download_moments(const std::string& name, Tensor& m, Tensor& v) {
+  if (zero_ && zero_->slot_of.count(name)) return zero_download_moments(zero_->slot_of.at(name), m, v);
   auto it = params_.find(name);
   MOE_CHECK(it != params_.end(), "GPU model: no parameter " << name);
   MOE_CHECK(size_t(m.numel()) == it->second.m.size() && size_t(v.numel()) == it->second.v.size(),
@@ -151,6 +153,7 @@ void GpuTransformer::download_moments(const std::string& name, Tensor& m, Tensor
 }
 
 void GpuTransformer::upload_moments(const std::string& name, const Tensor& m, const Tensor& v) {
+  if (zero_ && zero_->slot_of.count(name)) return zero_upload_moments(zero_->slot_of.at(name), m, v);
   auto it = params_.find(name);
   MOE_CHECK(it != params_.end(), "GPU model: no parameter " << name);
   MOE_CHECK(size_t(m.numel()) == it->second.m.size() && size_t(v.numel()) == it->second.v.size(),

@@ -73,10 +73,18 @@ class GpuTransformer {
   void set_expert_parallel(Communicator* ep_host, Communicator* ep_device, int chunks = 1);
   // AdamW state by parameter name (for checkpoints and resume): the moments m, v (fp32, the
   // parameter's shape) and the number of updates applied.
-  void download_moments(const std::string& name, Tensor& m, Tensor& v) const;
+  // Under ZeRO (set_zero) collective over the dp ranks: every rank calls it for the same names in
+  // the same order (the first replicated parameter gathers every shard).
+  void download_moments(const std::string& name, Tensor& m, Tensor& v);
   void upload_moments(const std::string& name, const Tensor& m, const Tensor& v);
   int64_t optimizer_steps() const { return optimizer_steps_; }
   void set_optimizer_steps(int64_t n) { optimizer_steps_ = n; }
+  // ZeRO-1 over the dp ranks (dp_host and dp_device span them; more than one): the AdamW moments of
+  // the replicated (non-expert) parameters are split over them as one flat vector (gpu_zero1.cpp);
+  // optimizer_step reduce-scatters those gradients into this rank's shard, updates it, and
+  // all-gathers the weights. Their gradients are then not summed by set_grad_sync (pass nullptr as
+  // its comm). Before the first optimizer step; the moments uploaded before are kept.
+  void set_zero(Communicator* dp_host, Communicator* dp_device);
   // Data parallelism: the host communicator over whose ranks a step's micro-batches are spread (the
   // dp group; nullptr: this rank alone). Each training micro-batch's expert counts are summed over
   // it (lbl_scope global, expert-bias updates and the loads below see the global batch), as
@@ -171,6 +179,11 @@ class GpuTransformer {
   bool attention_chosen_ = false;
   int64_t E_ = 0;
   cuda::DeviceArray<uint16_t> bf16_a_, bf16_b_;  // bf16 GEMM inputs, grown as needed
+  struct ZeroShard;  // gpu_zero1.cpp
+  std::unique_ptr<ZeroShard> zero_;
+  double zero_step(const OptimConfig& o, double lr, double grad_clip);  // optimizer_step under ZeRO
+  void zero_download_moments(size_t slot, Tensor& m, Tensor& v);
+  void zero_upload_moments(size_t slot, const Tensor& m, const Tensor& v);
   std::map<std::string, DevParam> params_;
   std::map<std::string, cuda::DeviceArray<float>> buffers_;
   std::vector<std::unique_ptr<Block>> blocks_;

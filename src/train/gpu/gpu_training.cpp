@@ -25,7 +25,7 @@ class CudaTraining : public GpuTraining {
         dp_(*groups.dp) {
     MOE_CHECK(cuda::available(), cfg.source << ": train.precision bf16 trains on a GPU, and this machine has none "
                                                "that CUDA can use");
-    MOE_CHECK(groups.tp_size == 1, cfg.source << ": parallel.tp must be 1 on GPUs");
+    MOE_CHECK(groups.tp_size == 1, cfg.source << ": parallel.tp must be 1 on GPUs");  // ZeRO-1 is fine
     // The device communicators select this rank's GPU before the model allocates on it.
     std::string kind;
     auto device_comm = [&](Communicator& group) {
@@ -41,8 +41,12 @@ class CudaTraining : public GpuTraining {
     model_->set_token_group(groups.world);  // every rank holds distinct tokens (tp 1)
     // NCCL overlaps an exchange with the experts' kernels: two pipelined chunks per MoE layer
     if (ep_dev_) model_->set_expert_parallel(groups.ep.get(), ep_dev_.get(), kind == "nccl" ? 2 : 1);
+    // ZeRO-1: the replicated parameters' moments split over dp, their gradients reduce-scattered by
+    // the optimizer step instead of summed during the backward
+    const bool zero = cfg.parallel.zero == 1 && dp_dev_;
+    if (zero) model_->set_zero(groups.dp.get(), dp_dev_.get());
     // replicated gradients over dp; expert ones over the ranks that hold the same experts
-    sync_ = dp_dev_.get();
+    sync_ = zero ? nullptr : dp_dev_.get();
     sync_experts_ = groups.ep->size() > 1 ? expert_dp_dev_.get() : dp_dev_.get();
     const auto& params = optim.params();
     for (size_t i = 0; i < params.size(); ++i)
