@@ -3,7 +3,10 @@
 // non-blocking collectives (order, timing, errors).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <sstream>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -35,31 +38,46 @@ struct ProfilerTest : ::testing::Test {
   void TearDown() override { Profiler::instance().set_enabled(true); }
 };
 
+// Timed on wall clock, so a preemption on a loaded machine can add milliseconds where they do not
+// belong: up to three attempts, and the last one's findings are reported when none is clean (an
+// accounting bug fails every attempt).
 TEST_F(ProfilerTest, NestedScopesAreChargedTheirExclusiveTime) {
-  const double t0 = now_ms();
-  {
-    ScopedPhase outer("outer_phase");
-    busy_ms(20);
+  std::string findings;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Profiler::instance().take();
+    Profiler::instance().take_scope_count();
+    const double t0 = now_ms();
     {
-      ScopedPhase inner("inner_phase");
-      busy_ms(30);
+      ScopedPhase outer("outer_phase");
+      busy_ms(20);
+      {
+        ScopedPhase inner("inner_phase");
+        busy_ms(30);
+      }
+      {
+        ScopedPhase opaque("opaque_phase", /*opaque=*/true);
+        ScopedPhase hidden("hidden_phase");  // inside an opaque scope: not counted
+        busy_ms(10);
+      }
     }
-    {
-      ScopedPhase opaque("opaque_phase", /*opaque=*/true);
-      ScopedPhase hidden("hidden_phase");  // inside an opaque scope: not counted
-      busy_ms(10);
-    }
+    const double wall = now_ms() - t0;
+    const auto phases = Profiler::instance().take();
+    double sum = 0;
+    for (const auto& [name, ms] : phases) sum += ms;
+    std::ostringstream os;
+    auto expect_near = [&](const char* what, double got, double want, double tol) {
+      if (!(std::fabs(got - want) <= tol)) os << what << " " << got << " (want " << want << " +- " << tol << "); ";
+    };
+    expect_near("inner_phase", lookup(phases, "inner_phase"), 30, 3);
+    expect_near("outer_phase", lookup(phases, "outer_phase"), 20, 3);
+    expect_near("opaque_phase", lookup(phases, "opaque_phase"), 10, 3);
+    expect_near("hidden_phase (absent)", lookup(phases, "hidden_phase"), -1, 0);
+    expect_near("sum of phases against the wall time", sum, wall, 0.5);  // they add up to the time covered
+    expect_near("scopes counted", double(Profiler::instance().take_scope_count()), 3, 0);
+    findings = os.str();
+    if (findings.empty()) break;
   }
-  const double wall = now_ms() - t0;
-  auto phases = Profiler::instance().take();
-  EXPECT_NEAR(lookup(phases, "inner_phase"), 30, 3);
-  EXPECT_NEAR(lookup(phases, "outer_phase"), 20, 3);
-  EXPECT_NEAR(lookup(phases, "opaque_phase"), 10, 3);
-  EXPECT_EQ(lookup(phases, "hidden_phase"), -1);
-  double sum = 0;
-  for (const auto& [name, ms] : phases) sum += ms;
-  EXPECT_NEAR(sum, wall, 0.5);  // the phases add up to the time they cover
-  EXPECT_EQ(Profiler::instance().take_scope_count(), 3);
+  EXPECT_EQ(findings, "");
 }
 
 TEST_F(ProfilerTest, OverlapIsTheRunTimeBeforeTheWaitBegan) {
