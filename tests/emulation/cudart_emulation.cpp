@@ -12,6 +12,8 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
@@ -26,6 +28,16 @@
 
 struct CUevent_st {
   std::chrono::steady_clock::time_point at;
+  int64_t stream = 0;  // the deferring stream (its id; 0: none), and how much of its queue it follows
+  int64_t position = 0;
+};
+
+// Streams made by cudaStreamCreate* defer their work (emulated_memory.h): a queue of operations run
+// in order when something waits for them.
+struct CUstream_st {
+  int64_t id;  // events name their stream by id: one destroyed since is simply done
+  std::deque<std::function<void()>> queue;
+  int64_t queued = 0, done = 0;
 };
 
 namespace moe::emu {
@@ -164,7 +176,6 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->sharedMemPerBlockOptin = moe::emu::kMaxDynamicSmem;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute attr, int value) {
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize && size_t(value) > moe::emu::kMaxDynamicSmem)
     return moe::emu::failed(cudaErrorInvalidValue, "cudaFuncSetAttribute: more dynamic shared memory than a block has");
@@ -215,9 +226,9 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
   if (cudaError_t e = moe::emu::check_copy(dst, src, bytes, kind, "cudaMemcpyAsync")) return e;
-  if (bytes) std::memmove(dst, src, bytes);
+  if (bytes) moe::emu::enqueue(stream, [=] { std::memmove(dst, src, bytes); });
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
@@ -226,20 +237,76 @@ cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   std::memset(p, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) { return cudaMemset(p, value, bytes); }
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream) {
+  if (bytes && moe::emu::space_of(p, bytes) != Space::kDevice)
+    return moe::emu::failed(cudaErrorInvalidValue, "cudaMemsetAsync: not inside one device allocation");
+  moe::emu::enqueue(stream, [=] { std::memset(p, value, bytes); });
+  return cudaSuccess;
+}
 
-// ---- streams and events: the work is done when the call returns ----
-struct CUstream_st {};
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// ---- streams and events ----
+// The default stream runs work at once. Other streams defer it until someone waits: their queue up to
+// an event runs at cudaEventSynchronize / cudaEventQuery, or when a stream that waits for the event
+// (cudaStreamWaitEvent) runs past the wait, and all of it at cudaStreamSynchronize /
+// cudaDeviceSynchronize.
+// So work another stream does is seen late rather than early: a result read, or a buffer reused,
+// without waiting for it shows up (as stale data) in the tests.
+namespace moe::emu {
+namespace {
+std::map<int64_t, cudaStream_t> deferring;  // live deferring streams by id
+int64_t last_stream_id = 0;
+cudaError_t deferred_error = cudaSuccess;  // the first failure of a deferred operation
+std::string deferred_message;
+
+// (the default stream's handles, nullptr and cudaStreamLegacy = 0x1, are never dereferenced)
+bool defers(cudaStream_t s) {
+  for (const auto& [id, live] : deferring)
+    if (live == s) return true;
+  return false;
+}
+
+cudaError_t run_until(cudaStream_t s, int64_t position) {
+  while (s->done < position) {
+    std::function<void()> op = std::move(s->queue.front());
+    s->queue.pop_front();
+    ++s->done;
+    try {
+      op();
+    } catch (const std::exception& e) {
+      if (deferred_error == cudaSuccess) deferred_error = cudaErrorLaunchFailure, deferred_message = e.what();
+    }
+  }
+  if (deferred_error != cudaSuccess) return failed(deferred_error, "deferred stream operation: " + deferred_message);
+  return cudaSuccess;
+}
+}  // namespace
+
+void enqueue(cudaStream_t stream, std::function<void()> op) {
+  if (!defers(stream)) return op();
+  stream->queue.push_back(std::move(op));
+  ++stream->queued;
+}
+}  // namespace moe::emu
+
+cudaError_t cudaDeviceSynchronize() {
+  for (auto& [id, s] : moe::emu::deferring)
+    if (cudaError_t e = moe::emu::run_until(s, s->queued)) return e;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  return moe::emu::defers(s) ? moe::emu::run_until(s, s->queued) : cudaSuccess;
+}
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
-  *stream = new CUstream_st;
+  *stream = new CUstream_st{++moe::emu::last_stream_id, {}, 0, 0};
+  moe::emu::deferring[(*stream)->id] = *stream;
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  const cudaError_t e = cudaStreamSynchronize(stream);
+  moe::emu::deferring.erase(stream->id);
   delete stream;
-  return cudaSuccess;
+  return e;
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   *event = new CUevent_st{std::chrono::steady_clock::now()};
   return cudaSuccess;
@@ -249,12 +316,29 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   delete event;
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   event->at = std::chrono::steady_clock::now();
+  event->stream = moe::emu::defers(stream) ? stream->id : 0;
+  event->position = event->stream ? stream->queued : 0;
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  auto it = moe::emu::deferring.find(event->stream);  // a destroyed stream ran its queue when destroyed
+  return it == moe::emu::deferring.end() ? cudaSuccess : moe::emu::run_until(it->second, event->position);
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }
+// A deferring stream waits in its queue (its later work runs after the event's, not sooner); the
+// default stream, which runs everything at once, can only run the event's work now.
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
+  if (!event->stream) return cudaSuccess;
+  if (!moe::emu::defers(stream)) return cudaEventSynchronize(event);
+  const int64_t id = event->stream, position = event->position;
+  moe::emu::enqueue(stream, [id, position] {
+    auto it = moe::emu::deferring.find(id);
+    if (it != moe::emu::deferring.end()) moe::emu::run_until(it->second, position);
+  });
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
   return cudaSuccess;

@@ -2,10 +2,12 @@
 // emulated runtime's devices (MOE_EMULATED_DEVICES per node), the NCCL communicator
 // (src/parallel/gpu/nccl_communicator.cpp) runs unchanged in CI, across real processes.
 //
-// Each call runs at once, as the emulated streams do (the data it reads is ready: emulated kernels
-// complete at launch). Sends and receives between ncclGroupStart and ncclGroupEnd are posted as
-// non-blocking MPI operations and completed at ncclGroupEnd, as NCCL fuses a group. Every buffer
-// must lie in emulated device memory, as NCCL requires.
+// Each call checks its buffers (they must lie in emulated device memory, as NCCL requires) and
+// queues its MPI twin on its stream, which the emulated runtime defers until something waits for
+// it: an NCCL result read without waiting shows up as stale data, as a send buffer overwritten
+// before the send completes does. Sends and receives between ncclGroupStart and ncclGroupEnd run
+// together, posted non-blocking and completed at once, as NCCL fuses a group. Every rank runs its
+// deferred operations at the same points of the same program, so their MPI calls match.
 //
 // Communicators: ncclCommInitRank makes its group with MPI_Comm_split over MPI_COMM_WORLD, keyed
 // by the unique id (its creator's world rank and a counter), so every rank of the job must make
@@ -87,7 +89,6 @@ ncclComm* make_comm(MPI_Comm mpi) {
 }
 
 thread_local int group_depth = 0;
-thread_local std::vector<MPI_Request> group_requests;
 
 template <class F>
 ncclResult_t guarded(const char* call, F&& f) {
@@ -163,55 +164,104 @@ ncclResult_t ncclCommUserRank(const ncclComm_t comm, int* rank) {
   return ncclSuccess;
 }
 
+// The collectives check their buffers at the call and run on the stream (deferred on the NCCL
+// communicator's own stream until something waits for it, emulated_memory.h).
 ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
-                           ncclComm_t comm, cudaStream_t) {
+                           ncclComm_t comm, cudaStream_t stream) {
   return guarded("ncclAllReduce", [&] {
     const size_t bytes = count * type_bytes(type);
     require_device(send, bytes, "ncclAllReduce send buffer");
     require_device(recv, bytes, "ncclAllReduce receive buffer");
-    moe::emu::check_mpi(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), moe::emu::mpi_type(type),
-                                      moe::emu::mpi_op(op), comm->mpi),
-                        "MPI_Allreduce");
+    const MPI_Datatype t = moe::emu::mpi_type(type);
+    const MPI_Op o = moe::emu::mpi_op(op);
+    moe::emu::enqueue(stream, [=] {
+      moe::emu::check_mpi(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), t, o, comm->mpi),
+                          "MPI_Allreduce");
+    });
   });
 }
 
 ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root, ncclComm_t comm,
-                           cudaStream_t) {
+                           cudaStream_t stream) {
   return guarded("ncclBroadcast", [&] {
     const size_t bytes = count * type_bytes(type);
     require_device(recv, bytes, "ncclBroadcast receive buffer");
-    if (comm->rank == root) {
-      require_device(send, bytes, "ncclBroadcast send buffer");
-      if (send != recv) std::memmove(recv, send, bytes);
-    }
-    moe::emu::check_mpi(MPI_Bcast(recv, int(count), moe::emu::mpi_type(type), root, comm->mpi), "MPI_Bcast");
+    if (comm->rank == root) require_device(send, bytes, "ncclBroadcast send buffer");
+    const MPI_Datatype t = moe::emu::mpi_type(type);
+    moe::emu::enqueue(stream, [=] {
+      if (comm->rank == root && send != recv) std::memmove(recv, send, bytes);
+      moe::emu::check_mpi(MPI_Bcast(recv, int(count), t, root, comm->mpi), "MPI_Bcast");
+    });
   });
 }
 
 ncclResult_t ncclAllGather(const void* send, void* recv, size_t count, ncclDataType_t type, ncclComm_t comm,
-                           cudaStream_t) {
+                           cudaStream_t stream) {
   return guarded("ncclAllGather", [&] {
     const size_t bytes = count * type_bytes(type);
     require_device(send, bytes, "ncclAllGather send buffer");
     require_device(recv, bytes * size_t(comm->size), "ncclAllGather receive buffer");
     const bool in_place = send == static_cast<const char*>(recv) + bytes * size_t(comm->rank);
-    moe::emu::check_mpi(MPI_Allgather(in_place ? MPI_IN_PLACE : send, int(count), moe::emu::mpi_type(type), recv,
-                                      int(count), moe::emu::mpi_type(type), comm->mpi),
-                        "MPI_Allgather");
+    const MPI_Datatype t = moe::emu::mpi_type(type);
+    moe::emu::enqueue(stream, [=] {
+      moe::emu::check_mpi(
+          MPI_Allgather(in_place ? MPI_IN_PLACE : send, int(count), t, recv, int(count), t, comm->mpi),
+          "MPI_Allgather");
+    });
   });
 }
 
 ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
-                               ncclComm_t comm, cudaStream_t) {
+                               ncclComm_t comm, cudaStream_t stream) {
   return guarded("ncclReduceScatter", [&] {
     const size_t bytes = count * type_bytes(type);
     require_device(send, bytes * size_t(comm->size), "ncclReduceScatter send buffer");
     require_device(recv, bytes, "ncclReduceScatter receive buffer");
-    moe::emu::check_mpi(MPI_Reduce_scatter_block(send, recv, int(count), moe::emu::mpi_type(type), moe::emu::mpi_op(op),
-                                                 comm->mpi),
-                        "MPI_Reduce_scatter_block");
+    const MPI_Datatype t = moe::emu::mpi_type(type);
+    const MPI_Op o = moe::emu::mpi_op(op);
+    moe::emu::enqueue(stream, [=] {
+      moe::emu::check_mpi(MPI_Reduce_scatter_block(send, recv, int(count), t, o, comm->mpi),
+                          "MPI_Reduce_scatter_block");
+    });
   });
 }
+
+// Sends and receives: a group's run together, as one deferred operation on the stream of its last
+// call, posted non-blocking and completed together (NCCL fuses a group); outside a group, alone.
+namespace moe::emu {
+namespace {
+struct P2p {
+  bool send;
+  void* buffer;
+  int count;
+  MPI_Datatype type;
+  int peer;
+  MPI_Comm comm;
+};
+thread_local std::vector<P2p> group_ops;
+thread_local cudaStream_t group_stream = nullptr;
+
+void run_p2p(const std::vector<P2p>& ops) {
+  std::vector<MPI_Request> requests(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const P2p& o = ops[i];
+    check_mpi(o.send ? MPI_Isend(o.buffer, o.count, o.type, o.peer, 0, o.comm, &requests[i])
+                     : MPI_Irecv(o.buffer, o.count, o.type, o.peer, 0, o.comm, &requests[i]),
+              o.send ? "MPI_Isend" : "MPI_Irecv");
+  }
+  check_mpi(MPI_Waitall(int(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+}
+
+void add_p2p(const P2p& op, cudaStream_t stream) {
+  if (group_depth == 0) {
+    enqueue(stream, [op] { run_p2p({op}); });
+    return;
+  }
+  group_ops.push_back(op);
+  group_stream = stream;
+}
+}  // namespace
+}  // namespace moe::emu
 
 ncclResult_t ncclGroupStart() {
   ++moe::emu::group_depth;
@@ -222,33 +272,23 @@ ncclResult_t ncclGroupEnd() {
   return guarded("ncclGroupEnd", [&] {
     if (moe::emu::group_depth == 0) throw std::runtime_error("ncclGroupEnd without ncclGroupStart");
     if (--moe::emu::group_depth > 0) return;
-    auto& requests = moe::emu::group_requests;
-    moe::emu::check_mpi(MPI_Waitall(int(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
-    requests.clear();
+    std::vector<moe::emu::P2p> ops;
+    ops.swap(moe::emu::group_ops);
+    if (!ops.empty()) moe::emu::enqueue(moe::emu::group_stream, [ops] { moe::emu::run_p2p(ops); });
   });
 }
 
-// Outside a group a send or receive completes before it returns (NCCL would block the stream).
-ncclResult_t ncclSend(const void* send, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t) {
+ncclResult_t ncclSend(const void* send, size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
+                      cudaStream_t stream) {
   return guarded("ncclSend", [&] {
     require_device(send, count * type_bytes(type), "ncclSend buffer");
-    MPI_Request r;
-    moe::emu::check_mpi(MPI_Isend(send, int(count), moe::emu::mpi_type(type), peer, 0, comm->mpi, &r), "MPI_Isend");
-    if (moe::emu::group_depth > 0)
-      moe::emu::group_requests.push_back(r);
-    else
-      MPI_Wait(&r, MPI_STATUS_IGNORE);
+    moe::emu::add_p2p({true, const_cast<void*>(send), int(count), moe::emu::mpi_type(type), peer, comm->mpi}, stream);
   });
 }
 
-ncclResult_t ncclRecv(void* recv, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t) {
+ncclResult_t ncclRecv(void* recv, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t stream) {
   return guarded("ncclRecv", [&] {
     require_device(recv, count * type_bytes(type), "ncclRecv buffer");
-    MPI_Request r;
-    moe::emu::check_mpi(MPI_Irecv(recv, int(count), moe::emu::mpi_type(type), peer, 0, comm->mpi, &r), "MPI_Irecv");
-    if (moe::emu::group_depth > 0)
-      moe::emu::group_requests.push_back(r);
-    else
-      MPI_Wait(&r, MPI_STATUS_IGNORE);
+    moe::emu::add_p2p({false, recv, int(count), moe::emu::mpi_type(type), peer, comm->mpi}, stream);
   });
 }
