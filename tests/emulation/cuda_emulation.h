@@ -3,7 +3,8 @@
 // masking, reductions and shared-memory staging are checked against the CPU twins in every CI run.
 // With the CPU CUDA runtime and cuBLAS of cudart_emulation.cpp / cublas_emulation.cpp, the whole
 // GPU model and trainer run too (docs/testing.md). A GPU run (tests/cuda/) remains the check of the
-// real thing: timing, concurrency between streams and the compiler's code are not emulated.
+// real thing: timing, true concurrency between streams (deferring streams only see work late, never
+// early) and the compiler's code are not emulated.
 //
 // How: include the CUDA headers, this header, then the kernel source (emulated/*.cpp wrappers,
 // tests/CMakeLists.txt). MOE_LAUNCH (kernels/cuda/cuda_check.h) becomes emu::launcher. The CUDA qualifiers become plain C++;
