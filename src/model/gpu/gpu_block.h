@@ -1,7 +1,7 @@
 // GpuTransformer's internals shared by its source files (gpu_transformer.cpp: forward and
 // backward; gpu_experts.cpp: the expert stage; gpu_moe_stats.cpp: the balancing losses and the
-// per-step MoE statistics): the state of
-// one transformer block on the device, and the phase scope of the GPU timing. Not for other users.
+// per-step MoE statistics; gpu_zero1.cpp: ZeRO-1): the state of one transformer block on the
+// device, the ZeRO-1 shard, and the phase scope of the GPU timing. Not for other users.
 #pragma once
 #include <map>
 #include <memory>

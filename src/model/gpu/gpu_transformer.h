@@ -179,7 +179,7 @@ class GpuTransformer {
   bool attention_chosen_ = false;
   int64_t E_ = 0;
   cuda::DeviceArray<uint16_t> bf16_a_, bf16_b_;  // bf16 GEMM inputs, grown as needed
-  struct ZeroShard;  // gpu_zero1.cpp
+  struct ZeroShard;  // ZeRO-1 state (gpu_block.h), used by gpu_zero1.cpp
   std::unique_ptr<ZeroShard> zero_;
   double zero_step(const OptimConfig& o, double lr, double grad_clip);  // optimizer_step under ZeRO
   void zero_download_moments(size_t slot, Tensor& m, Tensor& v);
