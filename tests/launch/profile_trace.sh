@@ -27,7 +27,9 @@ for line in open(out + "/metrics.jsonl"):
     m = json.loads(line)
     covered = sum(m["breakdown_ms"].values())
     share = covered / m["step_ms"]
-    if not 0.95 <= share <= 1.001:
+    # the first step also sets things up (buffers first touched, MPI connections), partly outside
+    # any phase: on a loaded 2-core CI machine it has covered 87%, the others 95-100%
+    if not (0.95 if m["step"] > 1 else 0.80) <= share <= 1.001:
         print(f"FAIL: step {m['step']}: phases cover {share:.3f} of the step time"); ok = False
 print(f"breakdown: phases cover {share:.3f} of the last step's {m['step_ms']:.1f} ms")
 for key in ("breakdown_mean_ms", "breakdown_max_ms", "comm_bytes", "comm_gb_per_s", "imbalance_per_expert",
