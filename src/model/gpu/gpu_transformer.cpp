@@ -100,7 +100,11 @@ double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double gr
   for (int k = 0; k < 2; ++k)
     if (!grads[k].empty()) sumsq[k] = cuda::sum_squares_many(grads[k].data(), sizes[k].data(), int(grads[k].size()));
   if (ep_host_ && ep_host_->size() > 1) ep_host_->all_reduce_sum(&sumsq[1], 1);  // each rank's experts once
-  const double norm = std::sqrt(sumsq[0] + sumsq[1]);
+  return clip_and_update(o, lr, grad_clip, std::sqrt(sumsq[0] + sumsq[1]), tensors);
+}
+
+double GpuTransformer::clip_and_update(const OptimConfig& o, double lr, double grad_clip, double norm,
+                                       std::vector<cuda::AdamWTensor>& tensors) {
   const double coef = (grad_clip <= 0 || !(norm > grad_clip)) ? 1.0 : grad_clip / norm;  // clip_coefficient
   ++optimizer_steps_;
   const float bc1 = float(1.0 - std::pow(o.beta1, double(optimizer_steps_)));

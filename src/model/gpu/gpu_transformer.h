@@ -14,6 +14,7 @@
 
 #include "core/config.h"
 #include "kernels/cuda/device.h"
+#include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/gemm.h"
 #include "model/params.h"
@@ -182,6 +183,9 @@ class GpuTransformer {
   struct ZeroShard;  // ZeRO-1 state (gpu_block.h), used by gpu_zero1.cpp
   std::unique_ptr<ZeroShard> zero_;
   double zero_step(const OptimConfig& o, double lr, double grad_clip);  // optimizer_step under ZeRO
+  // Clipping to grad_clip from the global norm, then AdamW over `tensors` in one launch; returns norm.
+  double clip_and_update(const OptimConfig& o, double lr, double grad_clip, double norm,
+                         std::vector<cuda::AdamWTensor>& tensors);
   void zero_download_moments(size_t slot, Tensor& m, Tensor& v);
   void zero_upload_moments(size_t slot, const Tensor& m, const Tensor& v);
   std::map<std::string, DevParam> params_;

@@ -76,13 +76,7 @@ double GpuTransformer::zero_step(const OptimConfig& o, double lr, double grad_cl
                        z.v.data() + pc.at,
                        pc.p->bf16.size() > 0 ? static_cast<void*>(pc.p->bf16.data() + pc.first) : nullptr, pc.count,
                        pc.p->decay ? float(o.weight_decay) : 0.0f});
-  const double norm = std::sqrt(sumsq[0] + sumsq[1]);
-  const double coef = (grad_clip <= 0 || !(norm > grad_clip)) ? 1.0 : grad_clip / norm;  // clip_coefficient
-  ++optimizer_steps_;
-  const float bc1 = float(1.0 - std::pow(o.beta1, double(optimizer_steps_)));
-  const float bc2 = float(1.0 - std::pow(o.beta2, double(optimizer_steps_)));
-  cuda::adamw_update_many(tensors.data(), int(tensors.size()), float(lr), float(o.beta1), float(o.beta2),
-                          float(o.eps), bc1, bc2, float(coef));
+  const double norm = clip_and_update(o, lr, grad_clip, std::sqrt(sumsq[0] + sumsq[1]), tensors);
   // every rank's updated pieces to every rank
   for (const auto& pc : z.pieces)
     cuda::copy_on_device(z.shard_value.data() + pc.at, pc.p->value.data() + pc.first, sizeof(float) * pc.count);
