@@ -1,6 +1,7 @@
 // Cross-entropy over the vocabulary for rows of logits.  logits: [T, V]; targets, loss: [T].
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "kernels/cuda_stream.h"
 
@@ -15,6 +16,9 @@ void cross_entropy_target_logit(const float* logits, const int32_t* targets, int
 // dlogits = (exp(logits - row_max) / sum_exp - onehot(targets)) * grad_scale; may alias logits.
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* row_max, const float* sum_exp,
                             int64_t T, int64_t V, float grad_scale, float* dlogits);
+// A sum of exponentials taken relative to from_max, made relative to to_max (>= from_max):
+// sum_exp[t] *= exp(from_max[t] - to_max[t]). For shards that each folded their own row max.
+void cross_entropy_rescale_sum_exp(const float* from_max, const float* to_max, int64_t T, float* sum_exp);
 
 // One shard holding the whole vocabulary: loss[t] = logsumexp(logits[t]) - logits[t, targets[t]];
 // when dlogits is non-null it receives (softmax - onehot) * grad_scale (may alias logits).
@@ -31,6 +35,8 @@ void cross_entropy_target_logit(const float* logits, const int32_t* targets, int
                                 Stream stream = nullptr);
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* row_max, const float* sum_exp,
                             int64_t T, int64_t V, float grad_scale, float* dlogits, Stream stream = nullptr);
+void cross_entropy_rescale_sum_exp(const float* from_max, const float* to_max, int64_t T, float* sum_exp,
+                                   Stream stream = nullptr);
 // loss[t] = row_max[t] + log(sum_exp[t]) - target_logit[t]
 void cross_entropy_loss(const float* row_max, const float* sum_exp, const float* target_logit, int64_t T, float* loss,
                         Stream stream = nullptr);
@@ -39,15 +45,23 @@ void cross_entropy_loss(const float* row_max, const float* sum_exp, const float*
 // with cuBLAS and folds them into running row max / sum of exponentials / target logit; pass 2
 // recomputes each chunk, turns it into (softmax - onehot) * grad_scale, and accumulates
 // dh [T, D] (assigned) and dW [V, D] (accumulated). loss [T] per token. scratch: T * chunk floats.
+//
+// Vocabulary split over tensor-parallel ranks: W is this rank's V rows, targets are shard-local ids
+// (-1 for a target in another shard), and reduce_stats, called between the passes with this
+// shard's row max, sum of exponentials (relative to that max) and target logit (0 when the target
+// is elsewhere), device [T] each, must leave in them those of the whole vocabulary (a max and two
+// sums over the ranks, cross_entropy_rescale_sum_exp between them). dh is then this shard's part.
+using LmHeadStatsReduce = std::function<void(float* row_max, float* sum_exp, float* target_logit)>;
 void lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
                            int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
-                           Stream stream = nullptr);
+                           const LmHeadStatsReduce& reduce_stats = {}, Stream stream = nullptr);
 // The same with bf16 matmul operands (bf16 training): h [T, D] and W [V, D] are bf16 copies, each
 // chunk's logit gradients are rounded to bf16 in scratch_bf16 (T * chunk) for the two gradient
 // matmuls; accumulation, softmax, loss, dh and dW stay fp32.
 void lm_head_cross_entropy_bf16(const void* h, const void* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
                                 int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
-                                void* scratch_bf16, Stream stream = nullptr);
+                                void* scratch_bf16, const LmHeadStatsReduce& reduce_stats = {},
+                                Stream stream = nullptr);
 }  // namespace cuda
 
 }  // namespace moe

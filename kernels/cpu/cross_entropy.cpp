@@ -22,6 +22,10 @@ void cross_entropy_sum_exp(const float* logits, const float* row_max, int64_t T,
   }
 }
 
+void cross_entropy_rescale_sum_exp(const float* from_max, const float* to_max, int64_t T, float* sum_exp) {
+  for (int64_t t = 0; t < T; ++t) sum_exp[t] *= std::exp(from_max[t] - to_max[t]);
+}
+
 void cross_entropy_target_logit(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* out) {
   for (int64_t t = 0; t < T; ++t) out[t] = targets[t] >= 0 ? logits[t * V + targets[t]] : 0.0f;
 }

@@ -60,6 +60,11 @@ __global__ void backward_kernel(const float* logits, const int32_t* targets, con
   }
 }
 
+__global__ void rescale_kernel(const float* from_max, const float* to_max, int64_t T, float* sum_exp) {
+  const int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (t < T) sum_exp[t] *= expf(from_max[t] - to_max[t]);
+}
+
 __global__ void loss_kernel(const float* row_max, const float* sum_exp, const float* target_logit, int64_t T,
                             float* loss) {
   const int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -107,7 +112,7 @@ __global__ void chunk_backward(float* logits, T* out, int64_t c, int64_t v0, con
 // fp32 accumulation, softmax, loss, dh and dW).
 void lm_head_ce(bool bf16, const void* h, const void* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
                 int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch, void* scratch_bf16,
-                Stream stream) {
+                const LmHeadStatsReduce& reduce_stats, Stream stream) {
   if (T == 0) return;
   MOE_CHECK(chunk > 0, "lm_head_cross_entropy: chunk must be > 0");
   const size_t esize = bf16 ? 2 : 4;
@@ -130,6 +135,7 @@ void lm_head_ce(bool bf16, const void* h, const void* W, const int32_t* targets,
     MOE_LAUNCH(unsigned(T), kThreads, 0, stream, fold_chunk)(scratch, c, v0, targets, row_max, sum_exp, target_logit);
     MOE_CUDA_LAUNCHED();
   }
+  if (reduce_stats) reduce_stats(row_max, sum_exp, target_logit);  // the other vocabulary shards' statistics
   MOE_LAUNCH(blocks_for(T), kThreads, 0, stream, loss_kernel)(row_max, sum_exp, target_logit, T, loss);
   MOE_CUDA_LAUNCHED();
   if (dh) {
@@ -161,14 +167,15 @@ void lm_head_ce(bool bf16, const void* h, const void* W, const int32_t* targets,
 
 void lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
                            int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
-                           Stream stream) {
-  lm_head_ce(false, h, W, targets, T, D, V, chunk, grad_scale, loss, dh, dW, scratch, nullptr, stream);
+                           const LmHeadStatsReduce& reduce_stats, Stream stream) {
+  lm_head_ce(false, h, W, targets, T, D, V, chunk, grad_scale, loss, dh, dW, scratch, nullptr, reduce_stats, stream);
 }
 
 void lm_head_cross_entropy_bf16(const void* h, const void* W, const int32_t* targets, int64_t T, int64_t D, int64_t V,
                                 int64_t chunk, float grad_scale, float* loss, float* dh, float* dW, float* scratch,
-                                void* scratch_bf16, Stream stream) {
-  lm_head_ce(true, h, W, targets, T, D, V, chunk, grad_scale, loss, dh, dW, scratch, scratch_bf16, stream);
+                                void* scratch_bf16, const LmHeadStatsReduce& reduce_stats, Stream stream) {
+  lm_head_ce(true, h, W, targets, T, D, V, chunk, grad_scale, loss, dh, dW, scratch, scratch_bf16, reduce_stats,
+             stream);
 }
 
 void cross_entropy_row_max(const float* logits, int64_t T, int64_t V, float* row_max, Stream stream) {
@@ -193,6 +200,12 @@ void cross_entropy_backward(const float* logits, const int32_t* targets, const f
   if (T == 0) return;
   MOE_LAUNCH(unsigned(T), kThreads, 0, stream, backward_kernel)
   (logits, targets, row_max, sum_exp, V, grad_scale, dlogits);
+  MOE_CUDA_LAUNCHED();
+}
+void cross_entropy_rescale_sum_exp(const float* from_max, const float* to_max, int64_t T, float* sum_exp,
+                                   Stream stream) {
+  if (T == 0) return;
+  MOE_LAUNCH(blocks_for(T), kThreads, 0, stream, rescale_kernel)(from_max, to_max, T, sum_exp);
   MOE_CUDA_LAUNCHED();
 }
 void cross_entropy_loss(const float* row_max, const float* sum_exp, const float* target_logit, int64_t T, float* loss,

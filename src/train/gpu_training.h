@@ -1,5 +1,5 @@
 // moe-train on GPUs: train.precision bf16 trains the GPU model (src/model/gpu/), one GPU per rank,
-// with data and expert parallelism over the ranks (tp = 1). The trainer keeps everything else (data
+// with data, tensor and expert parallelism over the ranks. The trainer keeps everything else (data
 // order, schedule, evaluation, checkpoints, metrics); this interface is what it asks of the GPU:
 // one optimizer step (StepRunner's semantics: gradient accumulation over the rank's micro-batches,
 // the gradient sums over the dp (and expert-dp) ranks overlapped with the last backward, token rows
@@ -35,9 +35,9 @@ class GpuTraining {
 
 // Copies the host model's weights (this rank's expert shard under expert parallelism) and the
 // optimizer's moments and update count (zero, or those a resumed checkpoint loaded) to the GPU.
-// groups: the Trainer's process groups (tp 1; they outlive the result); with more than one rank
-// the factory selects this rank's GPU and makes the device communicators of dp, ep and expert dp
-// (parallel/gpu/device_communicators.h), collectively.
+// groups: the Trainer's process groups (they outlive the result); with more than one rank the
+// factory selects this rank's GPU and makes the device communicators of dp, tp, ep, expert dp and,
+// under tp, the world (parallel/gpu/device_communicators.h), collectively.
 using GpuTrainingFactory = std::unique_ptr<GpuTraining> (*)(const Config& cfg, Transformer& host, AdamW& optim,
                                                           ParallelGroups& groups);
 

@@ -75,11 +75,6 @@ int Trainer::run() {
                                                     "CUDA (nvcc was not found when it was built); fp32 trains on the CPU");
   MOE_CHECK(!on_gpu || gpu_available_(), cfg_.source << ": train.precision bf16 trains on a GPU, and this machine has "
                                                         "none that CUDA can use; fp32 trains on the CPU");
-  const auto& par = cfg_.parallel;
-  MOE_CHECK(!on_gpu || par.tp == 1,
-            cfg_.source << ": train.precision bf16 trains with data and expert parallelism and ZeRO-1 (one GPU per "
-                           "rank, or ranks sharing GPUs); parallel.tp is "
-                        << par.tp << " and must be 1 (tensor parallelism is on the CPU path only)");
   const int rank = world_.rank(), world = world_.size();
   std::error_code ec;
   fs::create_directories(cfg_.run.out_dir, ec);

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cuda/cuda_test_util.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
@@ -30,22 +31,9 @@ namespace moe {
 namespace {
 
 using cuda::DeviceArray;
+using test::down;
+using test::expect_close;
 using test::random_vector;
-
-#define REQUIRE_GPU() \
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine"
-
-void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol, double atol,
-                  const char* what) {
-  ASSERT_EQ(gpu.size(), cpu.size()) << what;
-  for (size_t i = 0; i < cpu.size(); ++i)
-    ASSERT_NEAR(gpu[i], cpu[i], atol + rtol * std::fabs(cpu[i])) << what << " at " << i;
-}
-
-template <class T>
-std::vector<T> down(const DeviceArray<T>& d) {
-  return d.download();
-}
 
 TEST(CudaKernels, ElementwiseAndGlobalNorm) {
   REQUIRE_GPU();
@@ -225,41 +213,6 @@ TEST(CudaKernels, OrderGatherUnorderWithAndWithoutCapacity) {
         EXPECT_EQ(gslot2.download(), cslot) << C << " chunks";
       }
     }
-}
-
-TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
-  REQUIRE_GPU();
-  const int64_t T = 70, D = 32, V = 1000, chunk = 256;
-  auto h = random_vector(T * D, 20), W = random_vector(V * D, 21, 0.2f);
-  std::vector<int32_t> targets(T);
-  for (int64_t t = 0; t < T; ++t) targets[t] = int32_t((t * 37) % V);
-  // CPU: full logits, then the fused forward/backward, then the GEMMs of the backward
-  std::vector<float> logits(T * V), loss(T), dh(T * D, 0.0f), dW(V * D, 0.0f);
-  gemm(false, true, T, V, D, 1.0f, h.data(), D, W.data(), D, 0.0f, logits.data(), V);
-  std::vector<float> dlogits = logits;
-  cross_entropy_forward_backward(logits.data(), targets.data(), T, V, loss.data(), dlogits.data(), 1.0f / T);
-  gemm(false, false, T, D, V, 1.0f, dlogits.data(), V, W.data(), D, 0.0f, dh.data(), D);
-  gemm(true, false, V, D, T, 1.0f, dlogits.data(), V, h.data(), D, 0.0f, dW.data(), D);
-
-  DeviceArray<float> dh_in(h), dW_in(W), gloss{size_t(T)}, gdh{size_t(T * D)}, gdW(std::vector<float>(V * D, 0.0f)),
-      scratch{size_t(T * chunk)};
-  DeviceArray<int32_t> dtargets(targets);
-  cuda::lm_head_cross_entropy(dh_in.data(), dW_in.data(), dtargets.data(), T, D, V, chunk, 1.0f / T, gloss.data(),
-                              gdh.data(), gdW.data(), scratch.data());
-  expect_close(down(gloss), loss, 1e-5, 1e-5, "fused LM head loss");
-  expect_close(down(gdh), dh, 1e-4, 1e-6, "fused LM head dh");
-  expect_close(down(gdW), dW, 1e-4, 1e-6, "fused LM head dW");
-
-  // the vocabulary-parallel pieces on full logits
-  DeviceArray<float> dlog(logits), rmax{size_t(T)}, sexp{size_t(T)}, tl{size_t(T)}, gl{size_t(T)},
-      gdl{size_t(T * V)};
-  cuda::cross_entropy_row_max(dlog.data(), T, V, rmax.data());
-  cuda::cross_entropy_sum_exp(dlog.data(), rmax.data(), T, V, sexp.data());
-  cuda::cross_entropy_target_logit(dlog.data(), dtargets.data(), T, V, tl.data());
-  cuda::cross_entropy_loss(rmax.data(), sexp.data(), tl.data(), T, gl.data());
-  cuda::cross_entropy_backward(dlog.data(), dtargets.data(), rmax.data(), sexp.data(), T, V, 1.0f / T, gdl.data());
-  expect_close(down(gl), loss, 1e-5, 1e-5, "cross-entropy pieces: loss");
-  expect_close(down(gdl), dlogits, 1e-4, 1e-8, "cross-entropy pieces: dlogits");
 }
 
 TEST(CudaKernels, AdamWOneTensorAndAllTensorsInOneLaunch) {

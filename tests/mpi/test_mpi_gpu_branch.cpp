@@ -1,9 +1,8 @@
-// The Trainer's GPU branch (train.precision bf16) with data and expert parallelism over all ranks,
-// the device side played by CPU models (tests/cpu_played_gpu.h): the factory gets the process
+// The Trainer's GPU branch (train.precision bf16) with data, tensor and expert parallelism over all
+// ranks, the device side played by CPU models (tests/cpu_played_gpu.h): the factory gets the process
 // groups, every rank trains its share of each step, evaluates and copies back (its expert shard
-// under ep) before checkpoints, with and without ZeRO-1; the logged metrics and the checkpoints must
-// equal the CPU branch's on the same ranks bit for bit. Tensor parallelism, which the GPU branch does
-// not take, is refused before any work.
+// under ep, its tp slices) before checkpoints, with and without ZeRO-1; the logged metrics and the
+// checkpoints must equal the CPU branch's on the same ranks bit for bit.
 // (The real devices: tests/cuda/.)
 #include <gtest/gtest.h>
 
@@ -40,22 +39,25 @@ class GpuBranch : public ::testing::Test {
   }
   static Communicator* world_;
 };
-void expect_branches_agree(const std::string& name, int ep, Communicator& world, int zero = 0);
+void expect_branches_agree(const std::string& name, int ep, Communicator& world, int zero = 0, int tp = 1);
 Communicator* GpuBranch::world_ = nullptr;
 
-// The CPU branch and the GPU branch (CPU-played) on the same ranks with parallel.ep = ep and
-// parallel.zero = zero.
-void expect_branches_agree(const std::string& name, int ep, Communicator& world, int zero) {
+// The CPU branch and the GPU branch (CPU-played) on the same ranks with parallel.ep = ep,
+// parallel.zero = zero and parallel.tp = tp.
+void expect_branches_agree(const std::string& name, int ep, Communicator& world, int zero, int tp) {
   Config cpu_cfg = GpuBranch::config(name + "_cpu"), gpu_cfg = GpuBranch::config(name + "_gpu");
   cpu_cfg.parallel.ep = gpu_cfg.parallel.ep = ep;
   cpu_cfg.parallel.zero = gpu_cfg.parallel.zero = zero;
+  cpu_cfg.parallel.tp = gpu_cfg.parallel.tp = tp;
+  cpu_cfg.finalize(world.size());
+  gpu_cfg.finalize(world.size());
   gpu_cfg.train.precision = "bf16";  // the played device computes in fp32
   ASSERT_EQ(Trainer(cpu_cfg, world).run(), 0);
   Trainer trainer(gpu_cfg, world);
   test::CpuPlayedGpu::copies = 0;
   trainer.use_gpu(&test::make_cpu_played_gpu, [] { return true; });
   ASSERT_EQ(trainer.run(), 0);
-  EXPECT_EQ(test::CpuPlayedGpu::dp_size, world.size());
+  EXPECT_EQ(test::CpuPlayedGpu::dp_size, world.size() / tp);
   EXPECT_EQ(test::CpuPlayedGpu::ep_size, ep);
   EXPECT_EQ(test::CpuPlayedGpu::copies, 2);  // on every rank, before the checkpoints of steps 3 and 6
   world.barrier();
@@ -74,16 +76,9 @@ TEST_F(GpuBranch, ZeroWithExpertParallelismMatchesTheCpuBranch) {
   expect_branches_agree("zero_ep", world_->size(), *world_, 1);
 }
 
-TEST_F(GpuBranch, TensorParallelismIsRefusedBeforeAnyWork) {
-  Config c = config("refused");
-  c.train.precision = "bf16";
-  c.parallel.tp = world_->size();
-  Trainer trainer(c, *world_);
-  trainer.use_gpu(&test::make_cpu_played_gpu, [] { return true; });
-  const std::string msg = test::error_of([&] { trainer.run(); });
-  EXPECT_NE(msg.find("parallel.tp"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("data and expert parallelism"), std::string::npos) << msg;
-  EXPECT_FALSE(std::filesystem::exists(c.run.out_dir));
+// Tensor parallelism over pairs of ranks with ep over all of them and ZeRO-1 (4 ranks: dp 2 x tp 2).
+TEST_F(GpuBranch, TensorParallelWithExpertParallelismAndZeroMatchesTheCpuBranch) {
+  expect_branches_agree("tp", world_->size(), *world_, 1, 2);
 }
 
 }  // namespace

@@ -53,6 +53,12 @@ struct GpuTransformer::Block {
   bool moe = false;
   const float* x = nullptr;  // block input (an entry of acts_)
   int64_t B = 0, S = 0, T = 0;
+  // The MoE layer's tokens: this rank's slice [t0, t0 + Tm) of the T (all of them without tp); its
+  // input rows (of a2) and its output rows (of tmp, or of slice_out under tp, all-gathered into tmp).
+  int64_t Tm = 0, t0 = 0;
+  const float* moe_in = nullptr;
+  float* moe_out = nullptr;
+  DeviceArray<float> slice_out;
   DeviceArray<float> a1, rstd1, q, k, v, o, lse, mid, a2, rstd2, tmp, dtmp, dq, dk, dv, dout_heads;
   FfnActs dense, shared, experts;
   // MoE state (MoeLayer): router outputs, order, expert rows

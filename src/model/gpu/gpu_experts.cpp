@@ -1,6 +1,6 @@
 // GpuTransformer's expert stage (MoeLayer's experts_fwd / experts_bwd on the GPU): the ordered
-// token rows gathered, the grouped SwiGLU experts (bf16 operands and activations in bf16 mode), the
-// results unordered; and the backward in reverse.
+// token rows of the layer's slice (b.moe_in) gathered, the grouped SwiGLU experts (bf16 operands
+// and activations in bf16 mode), the results unordered into b.moe_out; and the backward in reverse.
 //
 // Under expert parallelism the rows go to the ranks holding their experts and back (TokenDispatcher
 // over a device communicator) in C chunks, pipelined: every chunk's exchange is started first, then
@@ -91,7 +91,7 @@ void GpuTransformer::expert_rows_backward(Block& b, const Groups& G, int64_t fir
 }
 
 void GpuTransformer::experts_forward(Block& b) {
-  const int64_t T = b.T, D = cfg_.d_model, K = cfg_.moe.top_k, Fe = cfg_.moe.expert_hidden;
+  const int64_t T = b.Tm, D = cfg_.d_model, K = cfg_.moe.top_k, Fe = cfg_.moe.expert_hidden;
   const int64_t C = int64_t(b.dispatchers.size());  // 0: no expert parallelism
   const bool rows16 = bf16_ && D % 2 == 0;            // under ep in bf16: rows cross as bf16
   if (C > 1) {  // chunk-major rows, so that a chunk's rows to each rank are contiguous
@@ -104,7 +104,7 @@ void GpuTransformer::experts_forward(Block& b) {
   }
   ensure(b.xs, std::max<int64_t>(b.rows, 1) * D);
   ensure(b.ye, std::max<int64_t>(b.rows, 1) * D);
-  cuda::moe_gather(b.a2.data(), b.row_token.data(), b.rows, D, b.xs.data());
+  cuda::moe_gather(b.moe_in, b.row_token.data(), b.rows, D, b.xs.data());
   if (C == 0) {  // every expert here: one group per expert
     b.local_rows = b.rows;
     const int64_t Rm = std::max<int64_t>(b.rows, 1);
@@ -116,7 +116,7 @@ void GpuTransformer::experts_forward(Block& b) {
       b.experts.resize(Rm, Fe);
     }
     expert_rows_forward(b, Groups{b.offsets.data(), E_, E_}, 0, b.rows, b.ye.data());
-    cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.tmp.data());
+    cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.moe_out);
     return;
   }
   // expert parallelism: counts first (over MPI), then every chunk's rows started
@@ -158,11 +158,11 @@ void GpuTransformer::experts_forward(Block& b) {
     returned[size_t(c)] = d.combine_async(rows_on(b.yl.data(), local, D), rows_on(b.ye.data(), first, D), D);
   }
   for (auto& op : returned) op->wait();
-  cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.tmp.data());
+  cuda::moe_unorder_forward(b.ye.data(), b.slot.data(), b.weights.data(), T, K, D, b.moe_out);
 }
 
 void GpuTransformer::experts_backward(Block& b, const float* dy) {
-  const int64_t T = b.T, D = cfg_.d_model, K = cfg_.moe.top_k;
+  const int64_t T = b.Tm, D = cfg_.d_model, K = cfg_.moe.top_k;
   const int64_t C = int64_t(b.dispatchers.size());
   const bool rows16 = bf16_ && D % 2 == 0;
   ensure(b.dweights, T * K);
@@ -172,7 +172,7 @@ void GpuTransformer::experts_backward(Block& b, const float* dy) {
   if (C == 0) {  // dxs lands in place of xs
     const void* dye16 = bf16_ ? rounded(b.ye.data(), b.rows * D, bf16_a_) : nullptr;
     expert_rows_backward(b, Groups{b.offsets.data(), E_, E_}, 0, b.rows, b.ye.data(), dye16, b.xs.data());
-    cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.tmp.data());
+    cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.moe_out);
     return;
   }
   // the backward of combine is dispatch (dye to the experts' ranks), of dispatch combine (dx back)
@@ -203,7 +203,7 @@ void GpuTransformer::experts_backward(Block& b, const float* dy) {
     returned[size_t(c)] = d.combine_async(rows_on(b.xl.data(), local, D), rows_on(b.xs.data(), first, D), D);
   }
   for (auto& op : returned) op->wait();
-  cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.tmp.data());
+  cuda::moe_gather_backward(b.xs.data(), b.slot.data(), T, K, D, b.moe_out);
 }
 
 }  // namespace moe::gpu

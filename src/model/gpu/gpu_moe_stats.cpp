@@ -2,7 +2,8 @@
 // balancing losses of every lbl_scope, computed on the host from the router's [T, E] outputs
 // (downloaded while the device is idle after the order stage; the host work then overlaps the
 // experts' GEMMs), the per-step expert counts summed over the token group, and the expert-bias
-// update at the end of a step.
+// update at the end of a step. Under tensor parallelism each tp rank has its slice of the
+// micro-batch's tokens; the counts and losses are summed over tp to be the micro-batch's.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -24,8 +25,11 @@ void GpuTransformer::fetch_balancing_inputs(Block& b) {
 void GpuTransformer::balancing_losses(Block& b, const std::vector<int64_t>& counts, int64_t B, int64_t S,
                                       float grad_scale, MicroBatchLoss& loss) {
   const auto& mc = cfg_.moe;
-  const int64_t T = B * S, E = E_, K = mc.top_k;
-  std::vector<int64_t> global(counts);  // the counts of every rank's current micro-batch
+  // T: the micro-batch's tokens; this rank's slice (all of them without tp): rows [0, Tm) of the
+  // router outputs, tokens [t0, t0 + Tm) of the micro-batch. Sums over the slices: over tp.
+  const int64_t T = B * S, Tm = b.Tm, t0 = b.t0, E = E_, K = mc.top_k;
+  Communicator* tp = P_ > 1 ? tp_.host : nullptr;
+  std::vector<int64_t> global(counts);  // the counts of every rank's current slice
   const int ranks = token_group_ ? token_group_->size() : 1;
   if (ranks > 1) {
     ScopedPhase comm("moe_stats_sync");
@@ -33,56 +37,58 @@ void GpuTransformer::balancing_losses(Block& b, const std::vector<int64_t>& coun
   }
   b.step_counts.resize(size_t(E), 0);
   for (int64_t e = 0; e < E; ++e) b.step_counts[size_t(e)] += global[size_t(e)];
-  b.step_tokens += T * ranks;
+  b.step_tokens += Tm * ranks;
 
+  double partial[2] = {0.0, 0.0};  // this slice's share of lbl and z
   b.has_dprobs = mc.aux_loss_coef > 0;
   if (b.has_dprobs) {
     const double coef = mc.aux_loss_coef * double(E);
     const std::vector<float>& probs = b.probs_host;
-    std::vector<float> dprobs(static_cast<size_t>(T * E));
-    double lbl = 0;
-    if (mc.lbl_scope == "seq") {  // per sequence: counts over the sequence, averaged over the sequences
+    std::vector<float> dprobs(static_cast<size_t>(Tm * E));
+    if (mc.lbl_scope == "seq") {  // per sequence: counts over the whole sequence, averaged over the sequences
       const std::vector<int32_t>& idx = b.idx_host;
       std::vector<int64_t> c(size_t(B * E), 0);
-      for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = 0; j < K; ++j) c[size_t((i / S) * E + idx[size_t(i * K + j)])]++;
-      for (int64_t i = 0; i < T; ++i) {
-        const int64_t s = i / S;
+      for (int64_t i = 0; i < Tm; ++i)
+        for (int64_t j = 0; j < K; ++j) c[size_t(((t0 + i) / S) * E + idx[size_t(i * K + j)])]++;
+      if (tp) tp->all_reduce_sum(c.data(), B * E);
+      for (int64_t i = 0; i < Tm; ++i) {
+        const int64_t s = (t0 + i) / S;
         for (int64_t e = 0; e < E; ++e) {
           const double f = double(c[size_t(s * E + e)]) / double(K * S);
-          lbl += coef * f * probs[size_t(i * E + e)] / double(S) / double(B);
+          partial[0] += coef * f * probs[size_t(i * E + e)] / double(S) / double(B);
           dprobs[size_t(i * E + e)] = float(coef * f / double(S) / double(B) * grad_scale);
         }
       }
     } else {  // micro: this micro-batch's counts; global: the step's so far, over the token group
+      std::vector<int64_t> c(counts);
+      if (tp && mc.lbl_scope != "global") tp->all_reduce_sum(c.data(), E);
       std::vector<double> f(static_cast<size_t>(E));
       for (int64_t e = 0; e < E; ++e)
         f[size_t(e)] = mc.lbl_scope == "global" ? double(b.step_counts[size_t(e)]) / double(K * b.step_tokens)
-                                                : double(counts[size_t(e)]) / double(K * T);
-      for (int64_t i = 0; i < T; ++i)
+                                                : double(c[size_t(e)]) / double(K * T);
+      for (int64_t i = 0; i < Tm; ++i)
         for (int64_t e = 0; e < E; ++e) {
-          lbl += coef * f[size_t(e)] * probs[size_t(i * E + e)] / double(T);
+          partial[0] += coef * f[size_t(e)] * probs[size_t(i * E + e)] / double(T);
           dprobs[size_t(i * E + e)] = float(coef * f[size_t(e)] / double(T) * grad_scale);
         }
     }
-    loss.aux += lbl;
-    ensure(b.dprobs, T * E);  // allocated once: no cudaMalloc / cudaFree per micro-batch
+    ensure(b.dprobs, Tm * E);  // allocated once: no cudaMalloc / cudaFree per micro-batch
     b.dprobs.upload(dprobs);
   }
   b.has_dlse = mc.z_loss_coef > 0;
   if (b.has_dlse) {
     const std::vector<float>& lse = b.lse_host;
-    std::vector<float> dlse(static_cast<size_t>(T));
-    double z = 0;
-    for (int64_t i = 0; i < T; ++i) {
+    std::vector<float> dlse(static_cast<size_t>(Tm));
+    for (int64_t i = 0; i < Tm; ++i) {
       const double l = lse[size_t(i)];
-      z += mc.z_loss_coef * l * l / double(T);
+      partial[1] += mc.z_loss_coef * l * l / double(T);
       dlse[size_t(i)] = float(mc.z_loss_coef * 2.0 * l / double(T) * grad_scale);
     }
-    loss.aux += z;
-    ensure(b.dlse, T);
+    ensure(b.dlse, Tm);
     b.dlse.upload(dlse);
   }
+  if (tp) tp->all_reduce_sum(partial, 2);  // the whole micro-batch's, as on one rank
+  loss.aux += partial[0] + partial[1];
 }
 
 std::vector<std::pair<int, std::vector<int64_t>>> GpuTransformer::expert_loads() const {

@@ -1,7 +1,9 @@
 // GpuTransformer: the CPU model's forward and backward (src/model/*.cpp), call for call, on the
 // CUDA twins of the kernels. Comments name the CPU function each part mirrors. Parameter accessors
-// and the matmul helpers: gpu_matmuls.cpp; the expert stage (and its ep dispatch): gpu_experts.cpp;
-// the balancing losses and per-step MoE statistics: gpu_moe_stats.cpp.
+// and the matmul helpers: gpu_matmuls.cpp; the MoE layer: gpu_moe_layer.cpp, its expert stage (and
+// its ep dispatch): gpu_experts.cpp, its balancing losses and per-step statistics: gpu_moe_stats.cpp;
+// ZeRO-1: gpu_zero1.cpp. Tensor parallelism: the local sizes below and tp_all_reduce after each
+// split layer, as the CPU layers do.
 #include "model/gpu/gpu_transformer.h"
 #include "model/gpu/gpu_block.h"
 
@@ -39,16 +41,30 @@ static bool bf16_matmul_weight(const std::string& name, bool tied) {
   return false;
 }
 
-GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16)
-    : cfg_(cfg), bf16_(bf16), E_(cfg.moe.num_experts) {
+GpuTransformer::GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16, TensorParallel tp)
+    : cfg_(cfg), bf16_(bf16), E_(cfg.moe.num_experts), tp_(tp) {
   MOE_CHECK(cuda::available(), "GPU model: no CUDA device can be used");
+  MOE_CHECK(!tp.host == !tp.device && (!tp.host || tp.host->size() == tp.device->size()),
+            "GPU model: tensor parallelism needs a host and a device communicator over the same ranks");
+  P_ = tp.host ? tp.host->size() : 1;
+  V_local_ = cfg.vocab_size / P_;
   for (Param* p : host.params()) {
-    MOE_CHECK(!p->sharded() || p->expert(), "GPU model: parameter " << p->name
-                                                 << " is split over tensor-parallel ranks; the GPU model takes data "
-                                                    "and expert parallelism only");
+    const bool tp_split = p->split == Split::Tp && P_ > 1;
+    const int64_t parts = p->full_shape[size_t(p->shard_dim)] / std::max<int64_t>(1, p->value.dim(p->shard_dim));
+    MOE_CHECK(!p->sharded() || p->expert() || (tp_split && parts == P_),
+              "GPU model: parameter " << p->name << " is split over " << parts
+                                      << " tensor-parallel ranks, and the GPU model's tp group has " << P_);
+    if (p->name == "embed/weight") vocab_lo_ = p->shard_offset;
     const size_t n = size_t(p->value.numel());
-    DevParam d{DeviceArray<float>(n), DeviceArray<float>(n), DeviceArray<float>(n), DeviceArray<float>(n),
-               DeviceArray<uint16_t>(), p->decay(), p->expert()};
+    DevParam d{DeviceArray<float>(n),
+               DeviceArray<float>(n),
+               DeviceArray<float>(n),
+               DeviceArray<float>(n),
+               DeviceArray<uint16_t>(),
+               p->decay(),
+               p->expert(),
+               tp_split,
+               p->token_sliced};
     d.m.zero();
     d.v.zero();
     cuda::copy_to_device(d.value.data(), p->value.data(), sizeof(float) * p->value.numel());
@@ -86,21 +102,25 @@ void GpuTransformer::zero_grad() {
 double GpuTransformer::optimizer_step(const OptimConfig& o, double lr, double grad_clip) {
   GpuPhase phase("optimizer", phase_timing_);
   if (zero_) return zero_step(o, lr, grad_clip);
-  std::vector<const float*> grads[2];  // replicated, expert
-  std::vector<int64_t> sizes[2];
+  // Every parameter once: replicated gradients are the same on every rank after the sums; tp-split
+  // ones are summed over tp, expert ones over ep (StepRunner::global_norm).
+  std::vector<const float*> grads[3];  // replicated, tp-split, expert
+  std::vector<int64_t> sizes[3];
   std::vector<cuda::AdamWTensor> tensors;
   for (auto& [name, p] : params_) {
-    grads[p.expert].push_back(p.grad.data());
-    sizes[p.expert].push_back(int64_t(p.grad.size()));
+    const int k = p.expert ? 2 : (p.tp_split ? 1 : 0);
+    grads[k].push_back(p.grad.data());
+    sizes[k].push_back(int64_t(p.grad.size()));
     tensors.push_back({p.value.data(), p.grad.data(), p.m.data(), p.v.data(),
                        p.bf16.size() > 0 ? static_cast<void*>(p.bf16.data()) : nullptr, int64_t(p.value.size()),
                        p.decay ? float(o.weight_decay) : 0.0f});
   }
-  double sumsq[2] = {0.0, 0.0};
-  for (int k = 0; k < 2; ++k)
+  double sumsq[3] = {0.0, 0.0, 0.0};
+  for (int k = 0; k < 3; ++k)
     if (!grads[k].empty()) sumsq[k] = cuda::sum_squares_many(grads[k].data(), sizes[k].data(), int(grads[k].size()));
-  if (ep_host_ && ep_host_->size() > 1) ep_host_->all_reduce_sum(&sumsq[1], 1);  // each rank's experts once
-  return clip_and_update(o, lr, grad_clip, std::sqrt(sumsq[0] + sumsq[1]), tensors);
+  if (P_ > 1) tp_.host->all_reduce_sum(&sumsq[1], 1);                            // each rank's slices once
+  if (ep_host_ && ep_host_->size() > 1) ep_host_->all_reduce_sum(&sumsq[2], 1);  // each rank's experts once
+  return clip_and_update(o, lr, grad_clip, std::sqrt(sumsq[0] + sumsq[1] + sumsq[2]), tensors);
 }
 
 double GpuTransformer::clip_and_update(const OptimConfig& o, double lr, double grad_clip, double norm,
@@ -121,7 +141,9 @@ void GpuTransformer::all_reduce_grads(Communicator& comm) {
 
 void GpuTransformer::start_grad_sync(int layer) {
   for (DevParam* p : sync_groups_[layer]) {
-    Communicator* comm = p->expert ? sync_expert_comm_ : sync_comm_;
+    Communicator* comm = p->expert                               ? sync_expert_comm_
+                         : (p->token_sliced && sync_token_comm_) ? sync_token_comm_
+                                                                 : sync_comm_;
     if (comm && comm->size() > 1)
       pending_sync_.push_back(comm->all_reduce_sum_async(p->grad.data(), int64_t(p->grad.size())));
   }
@@ -189,12 +211,14 @@ void GpuTransformer::download_grads(ParamStore& host) const {
 
 MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S,
                                                 float grad_scale, bool backward) {
-  const int64_t T = B * S, D = cfg_.d_model, L = cfg_.n_layers, V = cfg_.vocab_size;
-  const int64_t H = cfg_.n_heads, Hkv = cfg_.n_kv_heads, hd = cfg_.head_dim(), dq = H * hd, dkv = Hkv * hd;
+  // Under tp this rank's heads, FFN columns and vocabulary rows: the local sizes.
+  const int64_t T = B * S, D = cfg_.d_model, L = cfg_.n_layers, V = cfg_.vocab_size, Vl = V_local_;
+  const int64_t H = cfg_.n_heads / P_, Hkv = cfg_.n_kv_heads / P_, hd = cfg_.head_dim(), dq = H * hd, dkv = Hkv * hd;
+  const int64_t F = cfg_.ffn_hidden / P_;
   const float eps = float(cfg_.norm_eps);
   const auto& mc = cfg_.moe;
   const int64_t E = mc.num_experts, K = mc.top_k, Fe = mc.expert_hidden;
-  const int64_t Fs = int64_t(mc.num_shared_experts) * mc.shared_expert_hidden;
+  MOE_CHECK(T % P_ == 0, "GPU model: micro_batch x seq_len (" << T << ") must be divisible by tp (" << P_ << ")");
   for (int64_t t = 0; t < T; ++t)
     MOE_CHECK(tokens[t] >= 0 && tokens[t] < V && targets[t] >= 0 && targets[t] < V,
               "token id out of range [0, " << V << ") at position " << t);
@@ -206,8 +230,15 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     attention_ = cuda::choose_attention_kernel(B, S, H, Hkv, hd);
     attention_chosen_ = true;
   }
-  tokens_ = DeviceArray<int32_t>(std::vector<int32_t>(tokens, tokens + T));
-  targets_ = DeviceArray<int32_t>(std::vector<int32_t>(targets, targets + T));
+  // ids in this rank's vocabulary rows (all of them without tp); -1: another shard's (a zero
+  // embedding row, no gradient; not this shard's target)
+  auto local_ids = [&](const int32_t* ids) {
+    std::vector<int32_t> out(ids, ids + T);
+    for (int32_t& id : out) id = id >= vocab_lo_ && id < vocab_lo_ + Vl ? int32_t(id - vocab_lo_) : -1;
+    return out;
+  };
+  tokens_ = DeviceArray<int32_t>(local_ids(tokens));
+  targets_ = DeviceArray<int32_t>(local_ids(targets));
   acts_.resize(L + 1);
   for (auto& a : acts_) ensure(a, T * D);
   MicroBatchLoss loss;
@@ -217,6 +248,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     GpuPhase phase("embedding_fwd", phase_timing_);
     cuda::embedding_forward(tokens_.data(), w("embed/weight"), acts_[0].data(), T, D);
   }
+  tp_all_reduce(acts_[0].data(), T * D);  // vocabulary shards
   for (int64_t l = 0; l < L; ++l) {
     Block& b = *blocks_[l];
     const std::string& p = b.prefix;
@@ -250,6 +282,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       }
       linear_fwd(b.o.data(), T, dq, p + "/attn/wo", D, b.tmp.data());
     }
+    tp_all_reduce(b.tmp.data(), T * D);  // the heads' contributions
     {
       GpuPhase phase("residual_fwd", phase_timing_);
       cuda::add(b.x, b.tmp.data(), b.mid.data(), T * D);
@@ -259,54 +292,15 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       cuda::rms_norm_forward(b.mid.data(), w(p + "/ffn_norm/weight"), b.a2.data(), b.rstd2.data(), T, D, eps);
     }
     if (!b.moe) {
-      GpuPhase phase("dense_ffn_fwd", phase_timing_);
-      b.dense.resize(T, cfg_.ffn_hidden);
-      swiglu_forward(p + "/ffn", b.a2.data(), T, D, cfg_.ffn_hidden, b.dense.g.data(), b.dense.u.data(),
-                     b.dense.h.data(), b.tmp.data());
+      {
+        GpuPhase phase("dense_ffn_fwd", phase_timing_);
+        b.dense.resize(T, F);
+        swiglu_forward(p + "/ffn", b.a2.data(), T, D, F, b.dense.g.data(), b.dense.u.data(), b.dense.h.data(),
+                       b.tmp.data());
+      }
+      tp_all_reduce(b.tmp.data(), T * D);  // the FFN columns' contributions
     } else {
-      {  // gate (MoeLayer::forward, router_fwd)
-        GpuPhase phase("router_fwd", phase_timing_);
-        ensure(b.logits, T * E);
-        ensure(b.scores, T * E);
-        ensure(b.probs, T * E);
-        ensure(b.rlse, T);
-        ensure(b.weights, T * K);
-        ensure(b.idx, T * K);
-        cuda::gemm(false, true, T, E, D, 1.0f, b.a2.data(), D, w(p + "/moe/router/weight"), D, 0.0f, b.logits.data(),
-                   E);
-        cuda::router_forward(b.logits.data(), buffer(p + "/moe/router/expert_bias"), T, E, K, mc.score == "sigmoid",
-                             mc.norm_topk, b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
-                             b.weights.data());
-      }
-      std::vector<int64_t> counts(E);  // copies per expert before capacity dropping
-      {  // order (capacity: MoeLayer::capacities on one rank)
-        GpuPhase phase("moe_order", phase_timing_);
-        std::vector<int64_t> cap;
-        if (mc.capacity_factor > 0)
-          cap.assign(E, int64_t(std::ceil(mc.capacity_factor * double(K) * double(T) / double(E))));
-        b.offsets.assign(E + 1, 0);
-        ensure(b.slot, T * K);
-        ensure(b.row_token, T * K);
-        b.rows = cuda::moe_order(b.idx.data(), T, K, E, cap.empty() ? nullptr : cap.data(), counts.data(),
-                                 b.offsets.data(), b.slot.data(), b.row_token.data());
-        if (backward) fetch_balancing_inputs(b);  // the device is idle here (moe_order waited for it)
-      }
-      {  // gather, [dispatch,] grouped experts (GroupedExperts::forward), [combine,] unorder
-        GpuPhase phase("experts_fwd", phase_timing_);
-        experts_forward(b);
-      }
-      if (backward) {  // as the CPU: training only; on the host while the device runs the experts
-        GpuPhase phase("router_fwd", phase_timing_);
-        balancing_losses(b, counts, B, S, grad_scale, loss);
-      }
-      if (Fs > 0) {
-        GpuPhase phase("shared_ffn_fwd", phase_timing_);
-        ensure(b.shared_out, T * D);
-        b.shared.resize(T, Fs);
-        swiglu_forward(p + "/moe/shared", b.a2.data(), T, D, Fs, b.shared.g.data(), b.shared.u.data(),
-                       b.shared.h.data(), b.shared_out.data());
-        cuda::add_inplace(b.tmp.data(), b.shared_out.data(), T * D);
-      }
+      moe_forward(b, backward, grad_scale, loss);
     }
     GpuPhase phase("residual_fwd", phase_timing_);
     cuda::add(b.mid.data(), b.tmp.data(), acts_[l + 1].data(), T * D);
@@ -317,7 +311,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
   ensure(dh_, T * D);
   ensure(dtmp_, T * D);
   ensure(loss_, T);
-  const int64_t chunk = std::min<int64_t>(V, 8192);
+  const int64_t chunk = std::min<int64_t>(Vl, 8192);
   ensure(lm_scratch_, T * chunk);
   {
     GpuPhase phase("norm_fwd", phase_timing_);
@@ -327,14 +321,25 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     GpuPhase phase("lm_head_loss", phase_timing_);
     const std::string lm = cfg_.tie_embeddings ? "embed/weight" : "lm_head/weight";
     const float scale = grad_scale / float(T);
+    cuda::LmHeadStatsReduce reduce;  // under tp: the softmax statistics of the whole vocabulary
+    if (P_ > 1)
+      reduce = [&](float* row_max, float* sum_exp, float* target_logit) {
+        GpuPhase comm("tp_allreduce", phase_timing_);
+        ensure(lm_local_max_, T);
+        cuda::copy_on_device(lm_local_max_.data(), row_max, sizeof(float) * T);
+        tp_.device->all_reduce_max(row_max, T);
+        cuda::cross_entropy_rescale_sum_exp(lm_local_max_.data(), row_max, T, sum_exp);
+        tp_.device->all_reduce_sum(sum_exp, T);
+        tp_.device->all_reduce_sum(target_logit, T);
+      };
     if (bf16_) {
       ensure(lm_scratch_bf16_, T * chunk);
-      cuda::lm_head_cross_entropy_bf16(rounded(hf_.data(), T * D, bf16_a_), wb(lm), targets_.data(), T, D, V, chunk,
+      cuda::lm_head_cross_entropy_bf16(rounded(hf_.data(), T * D, bf16_a_), wb(lm), targets_.data(), T, D, Vl, chunk,
                                        scale, loss_.data(), dh_.data(), g(lm), lm_scratch_.data(),
-                                       lm_scratch_bf16_.data());
+                                       lm_scratch_bf16_.data(), reduce);
     } else {
-      cuda::lm_head_cross_entropy(hf_.data(), w(lm), targets_.data(), T, D, V, chunk, scale, loss_.data(), dh_.data(),
-                                  g(lm), lm_scratch_.data());
+      cuda::lm_head_cross_entropy(hf_.data(), w(lm), targets_.data(), T, D, Vl, chunk, scale, loss_.data(), dh_.data(),
+                                  g(lm), lm_scratch_.data(), reduce);
     }
     double ce_sum = 0;
     for (float x : loss_.download()) ce_sum += x;
@@ -343,6 +348,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
   if (!backward) return loss;  // the loss download above waited for the device
 
   // ---- backward (TransformerBlock::backward in reverse) ----
+  tp_all_reduce(dh_.data(), T * D);  // each vocabulary shard's part
   {
     GpuPhase phase("norm_bwd", phase_timing_);
     cuda::rms_norm_backward(acts_[L].data(), w("final_norm/weight"), rstd_f_.data(), dh_.data(), dtmp_.data(),
@@ -354,31 +360,14 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
     const std::string& p = b.prefix;
     // FFN branch -> gradient of a2 in b.tmp
     if (!b.moe) {
-      GpuPhase phase("dense_ffn_bwd", phase_timing_);
-      swiglu_backward(p + "/ffn", b.a2.data(), T, D, cfg_.ffn_hidden, b.dense.g.data(), b.dense.u.data(),
-                      b.dense.h.data(), dout, b.tmp.data(), false);
-    } else {
       {
-        GpuPhase phase("experts_bwd", phase_timing_);
-        experts_backward(b, dout);
+        GpuPhase phase("dense_ffn_bwd", phase_timing_);
+        swiglu_backward(p + "/ffn", b.a2.data(), T, D, F, b.dense.g.data(), b.dense.u.data(), b.dense.h.data(), dout,
+                        b.tmp.data(), false);
       }
-      {  // router backward (router_bwd)
-        GpuPhase phase("router_bwd", phase_timing_);
-        ensure(b.dlogits, T * E);
-        cuda::router_backward(b.logits.data(), b.scores.data(), b.probs.data(), b.rlse.data(), b.idx.data(),
-                              b.dweights.data(), b.has_dprobs ? b.dprobs.data() : nullptr,
-                              b.has_dlse ? b.dlse.data() : nullptr, T, E, K, mc.score == "sigmoid", mc.norm_topk,
-                              b.dlogits.data());
-        cuda::gemm(true, false, E, D, T, 1.0f, b.dlogits.data(), E, b.a2.data(), D, 1.0f, g(p + "/moe/router/weight"),
-                   D);
-        cuda::gemm(false, false, T, D, E, 1.0f, b.dlogits.data(), E, w(p + "/moe/router/weight"), D, 1.0f,
-                   b.tmp.data(), D);
-      }
-      if (Fs > 0) {
-        GpuPhase phase("shared_ffn_bwd", phase_timing_);
-        swiglu_backward(p + "/moe/shared", b.a2.data(), T, D, Fs, b.shared.g.data(), b.shared.u.data(),
-                        b.shared.h.data(), dout, b.tmp.data(), true);
-      }
+      tp_all_reduce(b.tmp.data(), T * D);
+    } else {
+      moe_backward(b, dout);
     }
     {
       GpuPhase phase("norm_bwd", phase_timing_);
@@ -419,6 +408,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
         linear_dx(d, T, pr.n, p + pr.w, D, i == 0 ? 0.0f : 1.0f, b.tmp.data());
       }
     }
+    tp_all_reduce(b.tmp.data(), T * D);
     {
       GpuPhase phase("norm_bwd", phase_timing_);
       cuda::rms_norm_backward(b.x, w(p + "/attn_norm/weight"), b.rstd1.data(), b.tmp.data(), b.dtmp.data(),
@@ -428,13 +418,14 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
       GpuPhase phase("residual_bwd", phase_timing_);
       cuda::add_inplace(dout, b.dtmp.data(), T * D);  // dx = dmid + attn_norm'(attn'(dmid))
     }
-    if (sync_comm_ || sync_expert_comm_) start_grad_sync(int(l));  // this layer's gradients are complete
+    if (sync_comm_ || sync_expert_comm_ || sync_token_comm_)
+      start_grad_sync(int(l));  // this layer's gradients are complete
   }
   {
     GpuPhase phase("embedding_bwd", phase_timing_);
     cuda::embedding_backward(tokens_.data(), dout, g("embed/weight"), T, D);
   }
-  if (sync_comm_ || sync_expert_comm_) start_grad_sync(-1);
+  if (sync_comm_ || sync_expert_comm_ || sync_token_comm_) start_grad_sync(-1);
   cuda::synchronize();
   return loss;
 }

@@ -1,8 +1,8 @@
 // The transformer of SPEC section 1 on one GPU, fp32 or bf16: the same forward and backward as
 // src/model/transformer.cpp, through the CUDA kernels (kernels/cuda/), with parameters, gradients
-// and activations in device memory. No tp / ep (data parallelism: several replicas, gradients
-// summed over a device communicator); every routing option of the CPU model, balancing losses of
-// every lbl_scope and expert-bias updates included. Its tests run it against the CPU model
+// and activations in device memory, under the CPU model's data, tensor and expert parallelism
+// (docs/parallelism.md) over device communicators; every routing option of the CPU model,
+// balancing losses of every lbl_scope and expert-bias updates included. Its tests run it against the CPU model
 // (tests/cuda/test_cuda_model.cpp). Plain C++: only kernels/*.h and kernels/cuda/device.h are
 // needed, no CUDA headers.
 #pragma once
@@ -23,6 +23,14 @@
 
 namespace moe::gpu {
 
+// Tensor parallelism (Megatron, docs/parallelism.md): the tp group as a host communicator (counts,
+// sums of squares) and a device communicator over the same ranks (activations and their
+// gradients). Empty: one rank.
+struct TensorParallel {
+  Communicator* host = nullptr;
+  Communicator* device = nullptr;
+};
+
 class GpuTransformer {
  public:
   // Copies every parameter and buffer of `host` (a Transformer's store for the same config) to
@@ -32,7 +40,12 @@ class GpuTransformer {
   // and fp32 outputs, and so do attention's four matmuls and the LM head's; master weights,
   // gradients, AdamW state, norms, the router, attention's softmax, the LM head's softmax and the
   // losses stay fp32.
-  GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16 = false);
+  // Under tensor parallelism (tp) the host store is this rank's (a Transformer built with that tp
+  // group): attention heads, dense FFN columns / rows and vocabulary rows split as on the CPU; the
+  // embedding output, attention and dense outputs, their input gradients and the LM head's softmax
+  // statistics are summed over tp.device; each tp rank routes its T / tp tokens' slice through the
+  // MoE layers, whose outputs and input gradients are all-gathered.
+  GpuTransformer(const ModelConfig& cfg, ParamStore& host, bool bf16 = false, TensorParallel tp = {});
   ~GpuTransformer();
 
   // One micro-batch (host tokens / targets [B*S]): accumulates the gradient of
@@ -59,9 +72,13 @@ class GpuTransformer {
   // earlier ones still add to the gradients.
   // Expert gradients go over expert_comm (data parallelism alone: comm itself; expert
   // parallelism: the ranks holding the same experts, nullptr when none do). nullptr, nullptr: off.
-  void set_grad_sync(Communicator* comm, Communicator* expert_comm) {
+  // Under tp, the weights that see only a tp rank's token slice (router, shared experts) go over
+  // token_comm: every rank (under ZeRO: the tp group; ZeRO's reduce-scatter adds the dp part);
+  // nullptr: over comm, as without tp.
+  void set_grad_sync(Communicator* comm, Communicator* expert_comm, Communicator* token_comm = nullptr) {
     sync_comm_ = comm;
     sync_expert_comm_ = expert_comm;
+    sync_token_comm_ = token_comm;
   }
   void finish_grad_sync();
   // Expert parallelism: the experts of every MoE layer split over ep_host's ranks (the host
@@ -115,7 +132,9 @@ class GpuTransformer {
     cuda::DeviceArray<float> value, grad, m, v;  // m, v: AdamW moments
     cuda::DeviceArray<uint16_t> bf16;            // bf16 copy of a matmul weight (bf16 mode)
     bool decay = false;
-    bool expert = false;  // an expert weight (split over the ep ranks)
+    bool expert = false;        // an expert weight (split over the ep ranks)
+    bool tp_split = false;      // split over the tp ranks (heads, FFN columns / rows, vocabulary)
+    bool token_sliced = false;  // sees only a tp rank's token slice (router, shared experts)
   };
   // Row groups of a grouped expert GEMM (kernels/gemm.h): `groups` groups at host offsets
   // [groups + 1], group g served by weight g % weights (no ep: one group per expert; ep: one per
@@ -165,6 +184,13 @@ class GpuTransformer {
   void expert_rows_backward(Block& b, const Groups& G, int64_t first, int64_t R, const float* dye, const void* dye16,
                             float* dx);
   void experts_backward(Block& b, const float* dy);  // dy: the layer output's gradient
+  // The whole MoE layer on block b's a2 (MoeLayer::forward / backward: gate, order, experts,
+  // balancing losses, shared experts; under tp on this rank's token slice, then all-gathered) into
+  // b.tmp; the backward from the output gradient dy [T, D] into b.tmp (gpu_moe_layer.cpp).
+  void moe_forward(Block& b, bool backward, float grad_scale, MicroBatchLoss& loss);
+  void moe_backward(Block& b, const float* dy);
+  // Sum over the tp ranks in place (a no-op without tp), as the "tp_allreduce" phase.
+  void tp_all_reduce(float* x, int64_t n);
   // SwiGLU FFN (w1, w3, w2 under `prefix`): activations g, u, h [T, F] kept for the backward.
   void swiglu_forward(const std::string& prefix, const float* x, int64_t T, int64_t D, int64_t F, float* gg, float* uu,
                       float* hh, float* y);
@@ -179,6 +205,9 @@ class GpuTransformer {
   cuda::AttentionChoice attention_;  // fp32 mode: always blocked
   bool attention_chosen_ = false;
   int64_t E_ = 0;
+  TensorParallel tp_;
+  int64_t P_ = 1;                                // tp ranks
+  int64_t vocab_lo_ = 0, V_local_ = 0;           // this rank's vocabulary rows [vocab_lo_, vocab_lo_ + V_local_)
   cuda::DeviceArray<uint16_t> bf16_a_, bf16_b_;  // bf16 GEMM inputs, grown as needed
   struct ZeroShard;  // ZeRO-1 state (gpu_block.h), used by gpu_zero1.cpp
   std::unique_ptr<ZeroShard> zero_;
@@ -205,12 +234,13 @@ class GpuTransformer {
   Communicator* ep_host_ = nullptr;  // expert parallelism: the ep group (counts, the norm)
   Communicator* sync_comm_ = nullptr;
   Communicator* sync_expert_comm_ = nullptr;
+  Communicator* sync_token_comm_ = nullptr;
   std::map<int, std::vector<DevParam*>> sync_groups_;
   std::vector<std::unique_ptr<PendingOp>> pending_sync_;
   // activations of the last micro-batch
   cuda::DeviceArray<int32_t> tokens_, targets_;
   std::vector<cuda::DeviceArray<float>> acts_;  // residual stream, L + 1 entries of [T, D]
-  cuda::DeviceArray<float> hf_, rstd_f_, dh_, dtmp_, loss_, lm_scratch_;
+  cuda::DeviceArray<float> hf_, rstd_f_, dh_, dtmp_, loss_, lm_scratch_, lm_local_max_;
   cuda::DeviceArray<uint16_t> lm_scratch_bf16_;
 };
 

@@ -1,8 +1,8 @@
 // ZeRO-1 on the GPU (GpuTransformer::set_zero): the AdamW moments of the replicated parameters split
 // over the dp ranks, as optim/zero1.h does on the CPU. Per step: the replicated gradients copied
 // into one flat vector and reduce-scattered into this rank's shard; the global norm from the shard
-// (summed over dp) and the expert gradients; AdamW on this rank's pieces of the weights (and their
-// bf16 copies) and on the expert weights, in one launch; the updated pieces all-gathered and copied
+// (summed over dp, its tp-split pieces also over tp) and the expert gradients; AdamW on this rank's pieces of the
+// weights (and their bf16 copies) and on the expert weights, in one launch; the updated pieces all-gathered and copied
 // back into every weight. Moments cross to the host for checkpoints gathered (collective).
 #include <algorithm>
 #include <cmath>
@@ -55,8 +55,17 @@ double GpuTransformer::zero_step(const OptimConfig& o, double lr, double grad_cl
   for (const auto& s : z.slots) cuda::copy_on_device(flat + s.offset, s.p->grad.data(), sizeof(float) * s.n);
   cuda::zero_device(flat + z.total, sizeof(float) * size_t(z.shard * z.device->size() - z.total));
   z.device->reduce_scatter_sum(flat, z.shard_grad.data(), z.shard);  // summed over dp: this rank's part
-  double sumsq[2] = {cuda::sum_squares(z.shard_grad.data(), z.shard), 0.0};  // replicated, expert
-  z.host->all_reduce_sum(&sumsq[0], 1);
+  // sums of squares: the shard's replicated and tp-split pieces over dp, the tp-split also over tp
+  double sumsq[3] = {0.0, 0.0, 0.0};  // replicated, tp-split, expert
+  for (int k = 0; k < 2; ++k) {
+    std::vector<const float*> grads;
+    std::vector<int64_t> sizes;
+    for (const auto& pc : z.pieces)
+      if (pc.p->tp_split == (k == 1)) grads.push_back(z.shard_grad.data() + pc.at), sizes.push_back(pc.count);
+    if (!grads.empty()) sumsq[k] = cuda::sum_squares_many(grads.data(), sizes.data(), int(grads.size()));
+  }
+  z.host->all_reduce_sum(sumsq, 2);
+  if (P_ > 1) tp_.host->all_reduce_sum(&sumsq[1], 1);
   std::vector<const float*> expert_grads;
   std::vector<int64_t> expert_sizes;
   std::vector<cuda::AdamWTensor> tensors;
@@ -69,14 +78,14 @@ double GpuTransformer::zero_step(const OptimConfig& o, double lr, double grad_cl
                        p.decay ? float(o.weight_decay) : 0.0f});
   }
   if (!expert_grads.empty())
-    sumsq[1] = cuda::sum_squares_many(expert_grads.data(), expert_sizes.data(), int(expert_grads.size()));
-  if (ep_host_ && ep_host_->size() > 1) ep_host_->all_reduce_sum(&sumsq[1], 1);  // each rank's experts once
+    sumsq[2] = cuda::sum_squares_many(expert_grads.data(), expert_sizes.data(), int(expert_grads.size()));
+  if (ep_host_ && ep_host_->size() > 1) ep_host_->all_reduce_sum(&sumsq[2], 1);  // each rank's experts once
   for (const auto& pc : z.pieces)
     tensors.push_back({pc.p->value.data() + pc.first, z.shard_grad.data() + pc.at, z.m.data() + pc.at,
                        z.v.data() + pc.at,
                        pc.p->bf16.size() > 0 ? static_cast<void*>(pc.p->bf16.data() + pc.first) : nullptr, pc.count,
                        pc.p->decay ? float(o.weight_decay) : 0.0f});
-  const double norm = clip_and_update(o, lr, grad_clip, std::sqrt(sumsq[0] + sumsq[1]), tensors);
+  const double norm = clip_and_update(o, lr, grad_clip, std::sqrt(sumsq[0] + sumsq[1] + sumsq[2]), tensors);
   // every rank's updated pieces to every rank
   for (const auto& pc : z.pieces)
     cuda::copy_on_device(z.shard_value.data() + pc.at, pc.p->value.data() + pc.first, sizeof(float) * pc.count);

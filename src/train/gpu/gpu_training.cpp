@@ -1,5 +1,5 @@
-// GpuTraining on GpuTransformer (src/model/gpu/): StepRunner's step on one GPU per rank, data and
-// expert parallel through device communicators.
+// GpuTraining on GpuTransformer (src/model/gpu/): StepRunner's step on one GPU per rank, data,
+// tensor and expert parallel through device communicators.
 #include "train/gpu_training.h"
 
 #include <cmath>
@@ -25,29 +25,39 @@ class CudaTraining : public GpuTraining {
         dp_(*groups.dp) {
     MOE_CHECK(cuda::available(), cfg.source << ": train.precision bf16 trains on a GPU, and this machine has none "
                                                "that CUDA can use");
-    MOE_CHECK(groups.tp_size == 1, cfg.source << ": parallel.tp must be 1 on GPUs");  // ZeRO-1 is fine
     // The device communicators select this rank's GPU before the model allocates on it.
     std::string kind;
     auto device_comm = [&](Communicator& group) {
       return group.size() > 1 ? make_device_communicator(group, &kind) : nullptr;
     };
     dp_dev_ = device_comm(*groups.dp);
+    tp_dev_ = device_comm(*groups.tp);
     ep_dev_ = device_comm(*groups.ep);
-    expert_dp_dev_ = device_comm(*groups.expert_dp);
+    const bool tp = groups.tp_size > 1, ep = groups.ep->size() > 1;
+    // the ranks holding the same experts (the world when ep is 1: then dp itself unless tp > 1)
+    if (ep) expert_dp_dev_ = device_comm(*groups.expert_dp);
+    // tp > 1: the router's, shared experts' (and with ep 1 the experts') gradients, each tp rank having
+    // routed its own token slice, are summed over every rank, which the dp group no longer spans
+    if (tp) world_dev_ = device_comm(*groups.world);
     if (groups.world->size() > 1)
-      log_info(strformat("[gpu] %d ranks: dp %d, ep %d over %s communicators; GPU %s", groups.world->size(),
-                         groups.dp->size(), groups.ep->size(), kind.c_str(), cuda::device_name().c_str()));
-    model_ = std::make_unique<gpu::GpuTransformer>(cfg.model, host.params(), bf16_);
-    model_->set_token_group(groups.world);  // every rank holds distinct tokens (tp 1)
+      log_info(strformat("[gpu] %d ranks: dp %d x tp %d, ep %d over %s communicators; GPU %s", groups.world->size(),
+                         groups.dp->size(), groups.tp_size, groups.ep->size(), kind.c_str(),
+                         cuda::device_name().c_str()));
+    model_ = std::make_unique<gpu::GpuTransformer>(
+        cfg.model, host.params(), bf16_,
+        tp_dev_ ? gpu::TensorParallel{groups.tp.get(), tp_dev_.get()} : gpu::TensorParallel{});
+    model_->set_token_group(groups.world);  // every rank holds distinct tokens (under tp: its slice)
     // NCCL overlaps an exchange with the experts' kernels: two pipelined chunks per MoE layer
     if (ep_dev_) model_->set_expert_parallel(groups.ep.get(), ep_dev_.get(), kind == "nccl" ? 2 : 1);
     // ZeRO-1: the replicated parameters' moments split over dp, their gradients reduce-scattered by
     // the optimizer step instead of summed during the backward
     const bool zero = cfg.parallel.zero == 1 && dp_dev_;
     if (zero) model_->set_zero(groups.dp.get(), dp_dev_.get());
-    // replicated gradients over dp; expert ones over the ranks that hold the same experts
+    // replicated and tp-split gradients over dp; expert ones over the ranks that hold the same experts;
+    // under tp the token-sliced ones over every rank (under ZeRO: over tp, the reduce-scatter adds dp)
     sync_ = zero ? nullptr : dp_dev_.get();
-    sync_experts_ = groups.ep->size() > 1 ? expert_dp_dev_.get() : dp_dev_.get();
+    sync_experts_ = ep ? expert_dp_dev_.get() : tp ? world_dev_.get() : dp_dev_.get();
+    if (tp) sync_tokens_ = zero ? tp_dev_.get() : world_dev_.get();
     const auto& params = optim.params();
     for (size_t i = 0; i < params.size(); ++i)
       model_->upload_moments(params[i]->name, optim.moment(i, 0), optim.moment(i, 1));
@@ -69,7 +79,7 @@ class CudaTraining : public GpuTraining {
         fill(m, tokens_.data(), targets_.data());
       }
       const bool last = m + 1 == accum_steps_;
-      if (last) model_->set_grad_sync(sync_, sync_experts_);  // sums start layer by layer in this backward
+      if (last) model_->set_grad_sync(sync_, sync_experts_, sync_tokens_);  // sums start layer by layer
       MicroBatchLoss l = model_->forward_backward(tokens_.data(), targets_.data(), B, S, grad_scale);
       model_->set_grad_sync(nullptr, nullptr);
       r.ce += l.ce / accum_steps_;
@@ -118,8 +128,8 @@ class CudaTraining : public GpuTraining {
   int accum_steps_;
   Communicator& dp_;
   // NCCL or host-staged over the groups of more than one rank; sync_*: where gradients are summed
-  std::unique_ptr<Communicator> dp_dev_, ep_dev_, expert_dp_dev_;
-  Communicator *sync_ = nullptr, *sync_experts_ = nullptr;
+  std::unique_ptr<Communicator> dp_dev_, tp_dev_, world_dev_, ep_dev_, expert_dp_dev_;
+  Communicator *sync_ = nullptr, *sync_experts_ = nullptr, *sync_tokens_ = nullptr;
   std::unique_ptr<gpu::GpuTransformer> model_;
   std::vector<int32_t> tokens_, targets_;
 };
