@@ -173,6 +173,48 @@ GpuLayout layout(int ep, int tp, int zero, const std::string& precision = "fp32"
   return l;
 }
 
+// Expert parallelism over all ranks in 2, 3 and 4 pipelined chunks, and in the count the cost
+// model chooses (chunks 0), against one chunk: the same losses and gradients (each expert's rows
+// split over the chunks; the weight gradients sum them in another order, hence float differences).
+TEST(DeviceCommunicators, PipelinedChunksGiveTheGradientsOfOneChunk) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  auto world = make_mpi_world_communicator();
+  std::string kind;
+  auto ep_device = make_device_communicator(*world, &kind);
+  Config cfg = test::variant_config({"ep_chunks", {"model.moe.num_experts=4", "model.moe.capacity_factor=1.5"}});
+  auto local = make_local_communicator();
+  MoeGroups groups(world.get(), world.get(), local.get());  // ep over all ranks, no tp
+  Transformer host(cfg.model, groups);
+  host.params().initialize(47);
+  const int64_t B = cfg.train.micro_batch, S = cfg.train.seq_len;
+  std::vector<int32_t> tokens, targets;
+  test::random_tokens("ep_chunks", 1, world->rank(), B * S, cfg.model.vocab_size, tokens, targets);
+  auto run = [&](int chunks, Transformer& out) {
+    gpu::GpuTransformer model(cfg.model, host.params());
+    model.set_token_group(world.get());
+    model.set_expert_parallel(world.get(), ep_device.get(), chunks);
+    const MicroBatchLoss loss = model.forward_backward(tokens.data(), targets.data(), B, S, 1.0f);
+    EXPECT_GE(model.ep_chunks(), 1);
+    EXPECT_LE(model.ep_chunks(), gpu::GpuTransformer::kMaxEpChunks);
+    if (chunks > 0) {
+      EXPECT_EQ(model.ep_chunks(), chunks);
+    }
+    model.download_grads(out.params());
+    return loss;
+  };
+  Transformer want(cfg.model, groups);
+  const MicroBatchLoss one = run(1, want);
+  for (int chunks : {2, 3, 4, 0}) {
+    Transformer got(cfg.model, groups);
+    const MicroBatchLoss l = run(chunks, got);
+    EXPECT_NEAR(l.ce, one.ce, 1e-6 * one.ce) << chunks << " chunks (" << kind << ")";
+    EXPECT_NEAR(l.aux, one.aux, 1e-6 * one.aux) << chunks << " chunks";
+    for (Param* p : want.params().params())
+      test::expect_tensor_close(got.params().find(p->name)->grad, p->grad,
+                                p->name + ", " + std::to_string(chunks) + " chunks", 1e-5);
+  }
+}
+
 // moe-train's GPU step (GpuTraining: the GPU and communicators chosen by make_device_communicator,
 // the sums overlapped with the last backward) on every rank with the layout's parallel.ep,
 // parallel.tp and parallel.zero, against one rank that runs all the step's micro-batches with the
@@ -252,9 +294,11 @@ TEST(DeviceCommunicators, DataParallelGpuTrainingMatchesOneRank) {
 
 // Expert parallelism over all ranks: the experts split, token rows dispatched to their ranks and
 // combined back over the device communicator (host-staged when the ranks share a GPU).
-// With NCCL the exchanges run in two pipelined chunks, whose weight gradients sum a rank's rows in
-// another order than one rank does: float differences, up to 6e-5 of the largest weight after three
-// AdamW steps (1e-5 without chunks; a chunk's rows lost or misplaced would be off by far more).
+// With NCCL the exchanges run in the pipelined chunks the cost model chooses; chunks sum a rank's
+// rows into the weight gradients in another order than one rank does: float differences, up to 6e-5
+// of the largest weight after three AdamW steps at two chunks (1e-5 without chunks; a chunk's rows
+// lost or misplaced would be off by far more). PipelinedChunksGiveTheGradientsOfOneChunk checks
+// every count.
 TEST(DeviceCommunicators, ExpertParallelGpuTrainingMatchesOneRank) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
   expect_gpu_training_matches_one_rank(layout(2, 1, 0, "fp32", 2e-4));

@@ -80,6 +80,11 @@ void GpuTransformer::moe_forward(Block& b, bool backward, float grad_scale, Micr
                              b.offsets.data(), b.slot.data(), b.row_token.data());
     if (backward) fetch_balancing_inputs(b);  // the device is idle here (moe_order waited for it)
   }
+  if (ep_host_ && ep_host_->size() > 1 && ep_chunks_ == 0) {  // the first MoE forward: measure and choose
+    GpuPhase phase("ep_chunk_choice", phase_timing_);
+    ep_chunks_ = choose_ep_chunks(b, Tm * K);
+    make_dispatchers();
+  }
   {  // gather, [dispatch,] grouped experts, [combine,] unorder
     GpuPhase phase("experts_fwd", phase_timing_);
     experts_forward(b);

@@ -152,13 +152,18 @@ void GpuTransformer::start_grad_sync(int layer) {
 void GpuTransformer::set_expert_parallel(Communicator* ep_host, Communicator* ep_device, int chunks) {
   MOE_CHECK(ep_host && ep_device && ep_host->size() == ep_device->size(),
             "GPU model: expert parallelism needs a host and a device communicator over the same ranks");
-  MOE_CHECK(chunks >= 1, "GPU model: expert parallelism needs at least one chunk");
+  MOE_CHECK(chunks >= 0, "GPU model: expert parallelism takes a chunk count >= 1, or 0 to choose it");
   ep_host_ = ep_host;
-  if (ep_host->size() == 1) return;
+  ep_device_ = ep_device;
+  ep_chunks_ = std::min(chunks, kMaxEpChunks);
+  if (ep_host->size() > 1 && ep_chunks_ > 0) make_dispatchers();
+}
+
+void GpuTransformer::make_dispatchers() {
   for (auto& b : blocks_)
     if (b->moe)
-      for (int c = 0; c < chunks; ++c)
-        b->dispatchers.push_back(std::make_unique<TokenDispatcher>(ep_host, E_, cfg_.d_model, ep_device));
+      for (int c = 0; c < ep_chunks_; ++c)
+        b->dispatchers.push_back(std::make_unique<TokenDispatcher>(ep_host_, E_, cfg_.d_model, ep_device_));
 }
 
 void GpuTransformer::finish_grad_sync() {

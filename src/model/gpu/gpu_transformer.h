@@ -86,9 +86,13 @@ class GpuTransformer {
   // holding their experts and back over ep_device (a device communicator over the same ranks),
   // their counts over ep_host (parallel/token_dispatcher.h, as the CPU MoeLayer); the global norm
   // sums the expert gradients over ep_host. `chunks` > 1 pipelines each layer's exchanges with its
-  // experts in that many chunks (worth it where ep_device overlaps them: NCCL). Before the first
-  // forward.
+  // experts in that many chunks (worth it where ep_device overlaps them: NCCL); 0 chooses the count,
+  // 1 to kMaxEpChunks, at the first MoE forward from the cost model of parallel/chunk_cost_model.h on
+  // times measured there (gpu_chunk_choice.cpp; the same on every ep rank). Before the first forward.
+  static constexpr int kMaxEpChunks = 4;
   void set_expert_parallel(Communicator* ep_host, Communicator* ep_device, int chunks = 1);
+  // The chunks each MoE layer's exchanges run in (0 before the first MoE forward under chunks 0).
+  int ep_chunks() const { return ep_chunks_; }
   // AdamW state by parameter name (for checkpoints and resume): the moments m, v (fp32, the
   // parameter's shape) and the number of updates applied.
   // Under ZeRO (set_zero) collective over the dp ranks: every rank calls it for the same names in
@@ -184,6 +188,10 @@ class GpuTransformer {
   void expert_rows_backward(Block& b, const Groups& G, int64_t first, int64_t R, const float* dye, const void* dye16,
                             float* dx);
   void experts_backward(Block& b, const float* dy);  // dy: the layer output's gradient
+  // Expert parallelism with chunks 0: the chunk count for `rows` token copies per rank, measured and
+  // chosen (collective over the ep group; gpu_chunk_choice.cpp), block b's weights timed.
+  int choose_ep_chunks(const Block& b, int64_t rows);
+  void make_dispatchers();  // ep_chunks_ TokenDispatchers per MoE block
   // The whole MoE layer on block b's a2 (MoeLayer::forward / backward: gate, order, experts,
   // balancing losses, shared experts; under tp on this rank's token slice, then all-gathered) into
   // b.tmp; the backward from the output gradient dy [T, D] into b.tmp (gpu_moe_layer.cpp).
@@ -232,6 +240,8 @@ class GpuTransformer {
                         MicroBatchLoss& loss);
   Communicator* token_group_ = nullptr;
   Communicator* ep_host_ = nullptr;  // expert parallelism: the ep group (counts, the norm)
+  Communicator* ep_device_ = nullptr;  // ... and over the same ranks for the rows
+  int ep_chunks_ = 0;
   Communicator* sync_comm_ = nullptr;
   Communicator* sync_expert_comm_ = nullptr;
   Communicator* sync_token_comm_ = nullptr;

@@ -47,8 +47,9 @@ class CudaTraining : public GpuTraining {
         cfg.model, host.params(), bf16_,
         tp_dev_ ? gpu::TensorParallel{groups.tp.get(), tp_dev_.get()} : gpu::TensorParallel{});
     model_->set_token_group(groups.world);  // every rank holds distinct tokens (under tp: its slice)
-    // NCCL overlaps an exchange with the experts' kernels: two pipelined chunks per MoE layer
-    if (ep_dev_) model_->set_expert_parallel(groups.ep.get(), ep_dev_.get(), kind == "nccl" ? 2 : 1);
+    // NCCL overlaps an exchange with the experts' kernels: pipelined chunks per MoE layer, as many as
+    // the cost model finds fastest on times measured at the first step (0: choose)
+    if (ep_dev_) model_->set_expert_parallel(groups.ep.get(), ep_dev_.get(), kind == "nccl" ? 0 : 1);
     // ZeRO-1: the replicated parameters' moments split over dp, their gradients reduce-scattered by
     // the optimizer step instead of summed during the backward
     const bool zero = cfg.parallel.zero == 1 && dp_dev_;
