@@ -42,21 +42,23 @@ MoeLayer::MoeLayer(ParamStore& store, const std::string& prefix, const ModelConf
   }
 }
 
-// C = ceil(cf k T / E) copies per expert for the micro-batch, first come first served in token
-// order: the slices of lower tp ranks come first, so this rank keeps C minus what they kept.
-std::vector<int64_t> MoeLayer::capacities(int64_t T) {
-  if (cfg_.capacity_factor <= 0) return {};
-  const int64_t C = int64_t(std::ceil(cfg_.capacity_factor * double(K_) * double(T) / double(E_)));
-  std::vector<int64_t> cap(E_, C);
-  Communicator* tp = groups_.tp;
-  if (tp->size() > 1) {
-    std::vector<float> all(E_ * tp->size()), mine(counts_.begin(), counts_.end());
-    tp->all_gather(mine.data(), all.data(), E_);
+std::vector<int64_t> slice_capacities(const MoeConfig& cfg, int64_t T, const std::vector<int64_t>& slice_counts,
+                                      Communicator* tp) {
+  if (cfg.capacity_factor <= 0) return {};
+  const int64_t E = cfg.num_experts;
+  std::vector<int64_t> cap(size_t(E),
+                           int64_t(std::ceil(cfg.capacity_factor * double(cfg.top_k) * double(T) / double(E))));
+  if (tp && tp->size() > 1) {
+    std::vector<float> all(size_t(E) * tp->size()), mine(slice_counts.begin(), slice_counts.end());
+    tp->all_gather(mine.data(), all.data(), E);
     for (int r = 0; r < tp->rank(); ++r)
-      for (int64_t e = 0; e < E_; ++e) cap[e] = std::max<int64_t>(0, cap[e] - int64_t(all[r * E_ + e]));
+      for (int64_t e = 0; e < E; ++e)
+        cap[size_t(e)] = std::max<int64_t>(0, cap[size_t(e)] - int64_t(all[size_t(r * E + e)]));
   }
   return cap;
 }
+
+std::vector<int64_t> MoeLayer::capacities(int64_t T) { return slice_capacities(cfg_, T, counts_, groups_.tp); }
 
 MoeAux MoeLayer::forward(const float* a, float* y, int64_t B, int64_t S, bool training, float grad_scale) {
   const int64_t T = B * S, P = groups_.tp->size();

@@ -25,6 +25,14 @@ namespace moe {
 // The groups the model talks to. tokens: every rank holding distinct tokens in MoE layers (the
 // world), over which lbl_scope=global counts and expert loads are summed. ep: the expert-parallel
 // group. tp: the tensor-parallel group. On one rank all are size 1.
+// C = ceil(cf k T / E) copies per expert for a micro-batch of T tokens, first come first served in
+// token order (empty: capacity_factor 0, dropless). Under tp each rank routes a slice of the tokens
+// and the slices of lower tp ranks come first, so this rank keeps C minus what they kept:
+// slice_counts (this rank's copies per expert before dropping) are gathered over tp. The CPU and
+// GPU MoE layers both call it.
+std::vector<int64_t> slice_capacities(const MoeConfig& cfg, int64_t T, const std::vector<int64_t>& slice_counts,
+                                      Communicator* tp);
+
 struct MoeGroups {
   Communicator* tokens = nullptr;
   Communicator* ep = nullptr;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cuda/device.h"
+#include "test_util.h"
 
 // Skips the test where no CUDA device can be used (CI compiles the CUDA code but has no GPU).
 #define REQUIRE_GPU() \
@@ -29,3 +30,11 @@ std::vector<T> down(const cuda::DeviceArray<T>& d) {
 }
 
 }  // namespace moe::test
+
+namespace moe {
+// The names the CUDA kernel tests use unqualified.
+using cuda::DeviceArray;
+using test::down;
+using test::expect_close;
+using test::random_vector;
+}  // namespace moe

@@ -30,11 +30,6 @@
 namespace moe {
 namespace {
 
-using cuda::DeviceArray;
-using test::down;
-using test::expect_close;
-using test::random_vector;
-
 TEST(CudaKernels, ElementwiseAndGlobalNorm) {
   REQUIRE_GPU();
   for (const int64_t n : {int64_t(100003), int64_t(100000)}) {  // plain and float4 paths

@@ -17,11 +17,6 @@
 namespace moe {
 namespace {
 
-using cuda::DeviceArray;
-using test::down;
-using test::expect_close;
-using test::random_vector;
-
 TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
   REQUIRE_GPU();
   const int64_t T = 70, D = 32, V = 1000, chunk = 256;

@@ -14,31 +14,9 @@
 #include "kernels/router.h"
 #include "model/gpu/gpu_block.h"
 #include "model/gpu/gpu_transformer.h"
+#include "model/moe_layer.h"
 
 namespace moe::gpu {
-
-namespace {
-
-// MoeLayer::capacities: C = ceil(cf k T / E) copies per expert for the micro-batch, first come first
-// served in token order; under tp the slices of lower tp ranks come first, so this rank keeps C minus
-// what they kept (their copies per expert before dropping, gathered over tp). Empty: no capacity.
-std::vector<int64_t> capacities(const MoeConfig& mc, int64_t T, int64_t Tm, const DeviceArray<int32_t>& idx,
-                                Communicator* tp) {
-  const int64_t E = mc.num_experts, K = mc.top_k;
-  if (mc.capacity_factor <= 0) return {};
-  std::vector<int64_t> cap(size_t(E), int64_t(std::ceil(mc.capacity_factor * double(K) * double(T) / double(E))));
-  if (!tp || tp->size() == 1) return cap;
-  std::vector<float> mine(size_t(E), 0.0f), all(size_t(E) * tp->size());
-  const std::vector<int32_t> chosen = idx.download();
-  for (int64_t i = 0; i < Tm * K; ++i) mine[size_t(chosen[size_t(i)])] += 1.0f;
-  tp->all_gather(mine.data(), all.data(), E);
-  for (int r = 0; r < tp->rank(); ++r)
-    for (int64_t e = 0; e < E; ++e)
-      cap[size_t(e)] = std::max<int64_t>(0, cap[size_t(e)] - int64_t(all[size_t(r * E + e)]));
-  return cap;
-}
-
-}  // namespace
 
 void GpuTransformer::tp_all_reduce(float* x, int64_t n) {
   if (P_ == 1) return;
@@ -72,7 +50,10 @@ void GpuTransformer::moe_forward(Block& b, bool backward, float grad_scale, Micr
   std::vector<int64_t> counts(static_cast<size_t>(E));  // this slice's copies per expert before capacity dropping
   {                                                     // order
     GpuPhase phase("moe_order", phase_timing_);
-    const std::vector<int64_t> cap = capacities(mc, T, Tm, b.idx, tp_.host);
+    std::vector<int64_t> slice_counts(static_cast<size_t>(E), 0);  // before dropping: needed under tp only
+    if (P_ > 1 && mc.capacity_factor > 0)
+      for (int32_t e : b.idx.download()) slice_counts[size_t(e)]++;
+    const std::vector<int64_t> cap = slice_capacities(mc, T, slice_counts, P_ > 1 ? tp_.host : nullptr);
     b.offsets.assign(size_t(E + 1), 0);
     ensure(b.slot, Tm * K);
     ensure(b.row_token, Tm * K);
