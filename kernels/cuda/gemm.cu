@@ -24,7 +24,27 @@ cublasHandle_t handle_for(Stream stream) {
 
 cublasOperation_t op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
-// Device copies of the per-group pointer arrays of one grouped call, freed in stream order.
+// The per-group pointer arrays of one grouped call in device memory, written by kernels that take
+// the pointers as launch arguments: nothing on the host is read after the call returns, so the
+// call neither synchronises the stream nor copies from pageable memory (which may synchronise), and
+// the GPU stays busy while the host queues the next work. Freed in stream order.
+constexpr int kPointersPerLaunch = 128;  // 3 KB of kernel arguments (the limit is 4 KB)
+
+struct PointerBatch {
+  const void* a[kPointersPerLaunch];
+  const void* b[kPointersPerLaunch];
+  void* c[kPointersPerLaunch];
+};
+
+__global__ void write_pointers_kernel(PointerBatch batch, int n, const void** a, const void** b, void** c) {
+  const int i = int(threadIdx.x);
+  if (i < n) {
+    a[i] = batch.a[i];
+    b[i] = batch.b[i];
+    c[i] = batch.c[i];
+  }
+}
+
 struct PointerArrays {
   const void** a = nullptr;
   const void** b = nullptr;
@@ -37,12 +57,17 @@ struct PointerArrays {
     a = static_cast<decltype(a)>(stream_alloc(sizeof(void*) * n, s));
     b = static_cast<decltype(b)>(stream_alloc(sizeof(void*) * n, s));
     c = static_cast<decltype(c)>(stream_alloc(sizeof(void*) * n, s));
-    MOE_CUDA_CHECK(cudaMemcpyAsync(a, ha.data(), sizeof(void*) * n, cudaMemcpyHostToDevice, s));
-    MOE_CUDA_CHECK(cudaMemcpyAsync(b, hb.data(), sizeof(void*) * n, cudaMemcpyHostToDevice, s));
-    MOE_CUDA_CHECK(cudaMemcpyAsync(c, hc.data(), sizeof(void*) * n, cudaMemcpyHostToDevice, s));
+    for (size_t first = 0; first < n; first += kPointersPerLaunch) {
+      const int count = int(std::min<size_t>(kPointersPerLaunch, n - first));
+      PointerBatch batch{};
+      std::copy_n(ha.begin() + long(first), count, batch.a);
+      std::copy_n(hb.begin() + long(first), count, batch.b);
+      std::copy_n(hc.begin() + long(first), count, batch.c);
+      MOE_LAUNCH(1, kPointersPerLaunch, 0, s, write_pointers_kernel)(batch, count, a + first, b + first, c + first);
+      MOE_CUDA_LAUNCHED();
+    }
   }
   ~PointerArrays() {
-    cudaStreamSynchronize(stream);  // the host arrays of the call are read asynchronously
     stream_free(a, stream);
     stream_free(b, stream);
     stream_free(c, stream);

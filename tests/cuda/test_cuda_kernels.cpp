@@ -478,5 +478,24 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
   EXPECT_EQ(choice.rows == cuda::GroupedImpl::kPerGroup, choice.rows_tflops[1] > choice.rows_tflops[0]);
 }
 
+// More groups than one launch writes pointers for (kPointersPerLaunch = 128 in gemm.cu): every
+// group's product lands in its own rows, in both forms.
+TEST(CudaKernels, GroupedGemmWithMoreGroupsThanOnePointerLaunch) {
+  REQUIRE_GPU();
+  const int64_t G = 300, N = 8, K = 16;
+  std::vector<int64_t> offsets(size_t(G + 1), 0);
+  for (int64_t g = 0; g < G; ++g) offsets[size_t(g + 1)] = offsets[size_t(g)] + (g * 7) % 5;  // some empty
+  const int64_t rows = offsets.back();
+  auto A = random_vector(rows * K, 94), Bw = random_vector(G * N * K, 95);
+  std::vector<float> C(size_t(rows * N));
+  gemm_grouped_rows(G, G, offsets.data(), true, N, K, 1.0f, A.data(), K, Bw.data(), N * K, K, 0.0f, C.data(), N);
+  for (cuda::GroupedImpl impl : {cuda::GroupedImpl::kGroupedCall, cuda::GroupedImpl::kPerGroup}) {
+    DeviceArray<float> dA(A), dB(Bw), dC(std::vector<float>(size_t(rows * N), NAN));
+    cuda::gemm_grouped_rows(G, G, offsets.data(), true, N, K, 1.0f, dA.data(), K, dB.data(), N * K, K, 0.0f,
+                            dC.data(), N, impl);
+    expect_close(down(dC), C, 1e-4, 1e-5, "gemm_grouped_rows over 300 groups");
+  }
+}
+
 }  // namespace
 }  // namespace moe
