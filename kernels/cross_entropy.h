@@ -45,6 +45,8 @@ void cross_entropy_loss(const float* row_max, const float* sum_exp, const float*
 // with cuBLAS and folds them into running row max / sum of exponentials / target logit; pass 2
 // recomputes each chunk, turns it into (softmax - onehot) * grad_scale, and accumulates
 // dh [T, D] (assigned) and dW [V, D] (accumulated). loss [T] per token. scratch: T * chunk floats.
+// With chunk >= V (one chunk) pass 2 takes the logits pass 1 left in scratch: three GEMMs instead
+// of four, for T * V floats of scratch.
 //
 // Vocabulary split over tensor-parallel ranks: W is this rank's V rows, targets are shard-local ids
 // (-1 for a target in another shard), and reduce_stats, called between the passes with this

@@ -140,9 +140,10 @@ void lm_head_ce(bool bf16, const void* h, const void* W, const int32_t* targets,
   MOE_CUDA_LAUNCHED();
   if (dh) {
     MOE_CUDA_CHECK(cudaMemsetAsync(dh, 0, sizeof(float) * T * D, stream));
+    const bool one_chunk = chunk >= V;  // its logits are still in scratch: not computed again
     for (int64_t v0 = 0; v0 < V; v0 += chunk) {
       const int64_t c = std::min(chunk, V - v0);
-      logits(v0, c);
+      if (!one_chunk) logits(v0, c);
       if (bf16) {
         MOE_LAUNCH(unsigned(T), kThreads, 0, stream, chunk_backward<__nv_bfloat16>)
         (scratch, static_cast<__nv_bfloat16*>(scratch_bf16), c, v0, targets, row_max, sum_exp, grad_scale);

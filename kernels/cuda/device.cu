@@ -96,6 +96,11 @@ void zero_device(void* p, size_t bytes) {
 }
 
 void synchronize() { MOE_CUDA_CHECK(cudaDeviceSynchronize()); }
+size_t free_device_memory() {
+  size_t free_bytes = 0, total = 0;
+  MOE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  return free_bytes;
+}
 
 namespace {
 

@@ -29,6 +29,7 @@ void copy_to_host(void* dst, const void* src, size_t bytes);
 void copy_on_device(void* dst, const void* src, size_t bytes);  // device -> device, in stream order
 void zero_device(void* p, size_t bytes);  // cudaMemset to 0
 void synchronize();
+size_t free_device_memory();  // bytes cudaMemGetInfo reports free on the current device
 
 // For the implementation choices measured at run time (grouped GEMMs, attention kernels):
 // n device values uniform in [-0.5, 0.5) from a hash of (index, seed), fp32 or bf16, in memory the

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,26 @@ std::vector<T> down(const cuda::DeviceArray<T>& d) {
   return d.download();
 }
 
+// bf16 bit patterns of x, rounded to nearest even (as the device's conversions), and back.
+inline std::vector<uint16_t> to_bf16_bits(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &x[i], 4);
+    bits += 0x7fff + ((bits >> 16) & 1);
+    out[i] = uint16_t(bits >> 16);
+  }
+  return out;
+}
+inline std::vector<float> from_bf16_bits(const std::vector<uint16_t>& x) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    uint32_t bits = uint32_t(x[i]) << 16;
+    std::memcpy(&out[i], &bits, 4);
+  }
+  return out;
+}
+
 }  // namespace moe::test
 
 namespace moe {
@@ -36,5 +58,7 @@ namespace moe {
 using cuda::DeviceArray;
 using test::down;
 using test::expect_close;
+using test::from_bf16_bits;
 using test::random_vector;
+using test::to_bf16_bits;
 }  // namespace moe

@@ -384,27 +384,9 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
 
   // bf16: inputs rounded to bf16 on the host, the product compared with the fp32 product of the
   // rounded inputs (fp32 accumulation on both sides)
-  auto to_bf16 = [](const std::vector<float>& x) {
-    std::vector<uint16_t> out(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, &x[i], 4);
-      bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
-      out[i] = uint16_t(bits >> 16);
-    }
-    return out;
-  };
-  auto from_bf16 = [](const std::vector<uint16_t>& x) {
-    std::vector<float> out(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      uint32_t bits = uint32_t(x[i]) << 16;
-      std::memcpy(&out[i], &bits, 4);
-    }
-    return out;
-  };
   auto A2 = random_vector(M * K, 86), B2 = random_vector(N * K, 87);
-  auto a16 = to_bf16(A2), b16 = to_bf16(B2);
-  auto ar = from_bf16(a16), br = from_bf16(b16);
+  auto a16 = to_bf16_bits(A2), b16 = to_bf16_bits(B2);
+  auto ar = from_bf16_bits(a16), br = from_bf16_bits(b16);
   std::vector<float> ref(M * N);
   gemm(false, true, M, N, K, 1.0f, ar.data(), K, br.data(), K, 0.0f, ref.data(), N);
   DeviceArray<uint16_t> dA16(a16), dB16(b16);
@@ -424,8 +406,8 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
   EXPECT_TRUE(std::equal(odd.begin(), odd.end() - 1, a16.begin()));
   EXPECT_EQ(odd.back(), 0);
   auto Ag = random_vector(rows * K, 88), Bg = random_vector(W * N * K, 89), dYg = random_vector(rows * N, 90);
-  auto Ag16 = to_bf16(Ag), Bg16 = to_bf16(Bg), dYg16 = to_bf16(dYg);
-  auto Agr = from_bf16(Ag16), Bgr = from_bf16(Bg16), dYgr = from_bf16(dYg16);
+  auto Ag16 = to_bf16_bits(Ag), Bg16 = to_bf16_bits(Bg), dYg16 = to_bf16_bits(dYg);
+  auto Agr = from_bf16_bits(Ag16), Bgr = from_bf16_bits(Bg16), dYgr = from_bf16_bits(dYg16);
   std::vector<float> Cg(rows * N), dWg(W * N * K, 0.0f);
   gemm_grouped_rows(G, W, offsets.data(), true, N, K, 1.0f, Agr.data(), K, Bgr.data(), N * K, K, 0.0f, Cg.data(), N);
   gemm_grouped_weight_grad(G, W, offsets.data(), N, K, dYgr.data(), N, Agr.data(), K, dWg.data(), N * K);
@@ -443,21 +425,21 @@ TEST(CudaKernels, GemmsDenseGroupedAndBf16) {
     DeviceArray<uint16_t> dAg(Ag16), dBg(Bg16), dC16{size_t(rows * N)};
     cuda::gemm_grouped_rows_bf16(G, W, offsets.data(), true, N, K, 1.0f, dAg.data(), K, dBg.data(), N * K, K, 0.0f,
                                  dC16.data(), N, true);
-    expect_close(from_bf16(dC16.download()), Cg, 8e-3, 1e-3, "gemm_grouped_rows_bf16 with bf16 output");
+    expect_close(from_bf16_bits(dC16.download()), Cg, 8e-3, 1e-3, "gemm_grouped_rows_bf16 with bf16 output");
   }
   {  // SwiGLU on bf16 activations against the CPU on the same (rounded) values, forward and in place backward
     auto g = random_vector(rows * N, 91), u = random_vector(rows * N, 92), dh = random_vector(rows * N, 93);
-    auto g16 = to_bf16(g), u16 = to_bf16(u), dh16 = to_bf16(dh);
-    auto gr = from_bf16(g16), ur = from_bf16(u16), dhr = from_bf16(dh16);
+    auto g16 = to_bf16_bits(g), u16 = to_bf16_bits(u), dh16 = to_bf16_bits(dh);
+    auto gr = from_bf16_bits(g16), ur = from_bf16_bits(u16), dhr = from_bf16_bits(dh16);
     std::vector<float> h(gr.size()), dg(gr.size()), du(gr.size());
     swiglu_forward(gr.data(), ur.data(), h.data(), int64_t(gr.size()));
     swiglu_backward(gr.data(), ur.data(), dhr.data(), dg.data(), du.data(), int64_t(gr.size()));
     DeviceArray<uint16_t> dg16(g16), du16(u16), ddh16(dh16), dh16out{g16.size()};
     cuda::swiglu_forward_bf16(dg16.data(), du16.data(), dh16out.data(), int64_t(g16.size()));
     cuda::swiglu_backward_bf16(dg16.data(), du16.data(), ddh16.data(), dg16.data(), du16.data(), int64_t(g16.size()));
-    expect_close(from_bf16(dh16out.download()), h, 8e-3, 1e-4, "swiglu_forward_bf16");
-    expect_close(from_bf16(dg16.download()), dg, 8e-3, 1e-4, "swiglu_backward_bf16 dg");
-    expect_close(from_bf16(du16.download()), du, 8e-3, 1e-4, "swiglu_backward_bf16 du");
+    expect_close(from_bf16_bits(dh16out.download()), h, 8e-3, 1e-4, "swiglu_forward_bf16");
+    expect_close(from_bf16_bits(dg16.download()), dg, 8e-3, 1e-4, "swiglu_backward_bf16 dg");
+    expect_close(from_bf16_bits(du16.download()), du, 8e-3, 1e-4, "swiglu_backward_bf16 du");
     // an odd count takes the one-at-a-time path (the above, pairs): same values on the first n - 1
     const int64_t odd = int64_t(g16.size()) - 1;
     DeviceArray<uint16_t> og16(g16), ou16(u16), oh16{g16.size()};

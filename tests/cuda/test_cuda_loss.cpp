@@ -31,14 +31,17 @@ TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
   gemm(false, false, T, D, V, 1.0f, dlogits.data(), V, W.data(), D, 0.0f, dh.data(), D);
   gemm(true, false, V, D, T, 1.0f, dlogits.data(), V, h.data(), D, 0.0f, dW.data(), D);
 
-  DeviceArray<float> dh_in(h), dW_in(W), gloss{size_t(T)}, gdh{size_t(T * D)}, gdW(std::vector<float>(V * D, 0.0f)),
-      scratch{size_t(T * chunk)};
   DeviceArray<int32_t> dtargets(targets);
-  cuda::lm_head_cross_entropy(dh_in.data(), dW_in.data(), dtargets.data(), T, D, V, chunk, 1.0f / T, gloss.data(),
-                              gdh.data(), gdW.data(), scratch.data());
-  expect_close(down(gloss), loss, 1e-5, 1e-5, "fused LM head loss");
-  expect_close(down(gdh), dh, 1e-4, 1e-6, "fused LM head dh");
-  expect_close(down(gdW), dW, 1e-4, 1e-6, "fused LM head dW");
+  for (int64_t c : {chunk, V}) {  // chunks with a partial last one; one chunk (pass 2 reuses pass 1's logits)
+    SCOPED_TRACE("chunk " + std::to_string(c));
+    DeviceArray<float> dh_in(h), dW_in(W), gloss{size_t(T)}, gdh{size_t(T * D)}, gdW(std::vector<float>(V * D, 0.0f)),
+        scratch{size_t(T * c)};
+    cuda::lm_head_cross_entropy(dh_in.data(), dW_in.data(), dtargets.data(), T, D, V, c, 1.0f / T, gloss.data(),
+                                gdh.data(), gdW.data(), scratch.data());
+    expect_close(down(gloss), loss, 1e-5, 1e-5, "fused LM head loss");
+    expect_close(down(gdh), dh, 1e-4, 1e-6, "fused LM head dh");
+    expect_close(down(gdW), dW, 1e-4, 1e-6, "fused LM head dW");
+  }
 
   // the vocabulary-parallel pieces on full logits
   DeviceArray<float> dlog(logits), rmax{size_t(T)}, sexp{size_t(T)}, tl{size_t(T)}, gl{size_t(T)}, gdl{size_t(T * V)};
@@ -49,6 +52,37 @@ TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
   cuda::cross_entropy_backward(dlog.data(), dtargets.data(), rmax.data(), sexp.data(), T, V, 1.0f / T, gdl.data());
   expect_close(down(gl), loss, 1e-5, 1e-5, "cross-entropy pieces: loss");
   expect_close(down(gdl), dlogits, 1e-4, 1e-8, "cross-entropy pieces: dlogits");
+}
+
+// The bf16 fused LM head against the CPU on the same rounded operands: h and W rounded to bf16
+// for the logits, the logit gradients rounded to bf16 for dh and dW (fp32 softmax, loss and
+// accumulation on both sides); several chunks and one.
+TEST(CudaKernels, FusedLmHeadInBf16) {
+  REQUIRE_GPU();
+  const int64_t T = 40, D = 32, V = 500, chunk = 192;
+  const auto h16 = to_bf16_bits(random_vector(T * D, 24)), W16 = to_bf16_bits(random_vector(V * D, 25, 0.2f));
+  const auto h = from_bf16_bits(h16), W = from_bf16_bits(W16);
+  std::vector<int32_t> targets(T);
+  for (int64_t t = 0; t < T; ++t) targets[t] = int32_t((t * 41) % V);
+  std::vector<float> logits(T * V), loss(T), dh(T * D, 0.0f), dW(V * D, 0.0f);
+  gemm(false, true, T, V, D, 1.0f, h.data(), D, W.data(), D, 0.0f, logits.data(), V);
+  std::vector<float> dlogits = logits;
+  cross_entropy_forward_backward(logits.data(), targets.data(), T, V, loss.data(), dlogits.data(), 1.0f / T);
+  dlogits = from_bf16_bits(to_bf16_bits(dlogits));
+  gemm(false, false, T, D, V, 1.0f, dlogits.data(), V, W.data(), D, 0.0f, dh.data(), D);
+  gemm(true, false, V, D, T, 1.0f, dlogits.data(), V, h.data(), D, 0.0f, dW.data(), D);
+  DeviceArray<int32_t> dtargets(targets);
+  for (int64_t c : {chunk, V}) {
+    SCOPED_TRACE("chunk " + std::to_string(c));
+    DeviceArray<uint16_t> dh16(h16), dW16(W16), scratch16{size_t(T * c)};
+    DeviceArray<float> gloss{size_t(T)}, gdh{size_t(T * D)}, gdW(std::vector<float>(V * D, 0.0f)),
+        scratch{size_t(T * c)};
+    cuda::lm_head_cross_entropy_bf16(dh16.data(), dW16.data(), dtargets.data(), T, D, V, c, 1.0f / T, gloss.data(),
+                                     gdh.data(), gdW.data(), scratch.data(), scratch16.data());
+    expect_close(down(gloss), loss, 1e-4, 1e-5, "bf16 LM head loss");
+    expect_close(down(gdh), dh, 2e-3, 1e-5, "bf16 LM head dh");
+    expect_close(down(gdW), dW, 2e-3, 1e-5, "bf16 LM head dW");
+  }
 }
 
 // The fused LM head with the vocabulary split in two shards (tensor parallelism), the all-reduces

@@ -214,6 +214,15 @@ void GpuTransformer::download_grads(ParamStore& host) const {
   }
 }
 
+int64_t GpuTransformer::lm_head_chunk(int64_t T, int64_t Vl) {
+  if (T == lm_chunk_tokens_) return lm_chunk_;
+  const size_t whole = size_t(T) * size_t(Vl) * (bf16_ ? 6 : 4);  // fp32 logits (+ bf16 gradients)
+  const bool fits = int64_t(lm_scratch_.size()) >= T * Vl || whole <= cuda::free_device_memory() / 4;
+  lm_chunk_ = fits ? Vl : std::min<int64_t>(Vl, 8192);
+  lm_chunk_tokens_ = T;
+  return lm_chunk_;
+}
+
 MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t S,
                                                 float grad_scale, bool backward) {
   // Under tp this rank's heads, FFN columns and vocabulary rows: the local sizes.
@@ -316,7 +325,7 @@ MicroBatchLoss GpuTransformer::forward_backward(const int32_t* tokens, const int
   ensure(dh_, T * D);
   ensure(dtmp_, T * D);
   ensure(loss_, T);
-  const int64_t chunk = std::min<int64_t>(Vl, 8192);
+  const int64_t chunk = lm_head_chunk(T, Vl);
   ensure(lm_scratch_, T * chunk);
   {
     GpuPhase phase("norm_fwd", phase_timing_);

@@ -252,6 +252,11 @@ class GpuTransformer {
   std::vector<cuda::DeviceArray<float>> acts_;  // residual stream, L + 1 entries of [T, D]
   cuda::DeviceArray<float> hf_, rstd_f_, dh_, dtmp_, loss_, lm_scratch_, lm_local_max_;
   cuda::DeviceArray<uint16_t> lm_scratch_bf16_;
+  // The LM head's vocabulary chunk for T tokens and Vl rows: all Vl when their logits' scratch
+  // takes at most a quarter of the free device memory (the backward pass then reuses the forward's
+  // logits: three GEMMs instead of four), else 8192; chosen once per T.
+  int64_t lm_head_chunk(int64_t T, int64_t Vl);
+  int64_t lm_chunk_ = 0, lm_chunk_tokens_ = 0;
 };
 
 }  // namespace moe::gpu
