@@ -17,19 +17,36 @@
 namespace moe {
 namespace {
 
+// The LM head and cross-entropy on the CPU with the whole [T, V] logits: losses and the logit
+// gradients (times grad_scale), then dh and dW from those gradients, rounded to bf16 first when
+// round_dlogits (as the bf16 kernel rounds them for its two gradient GEMMs).
+struct LmHeadReference {
+  std::vector<float> logits, loss, dlogits, dh, dW;
+};
+LmHeadReference cpu_lm_head(const std::vector<float>& h, const std::vector<float>& W,
+                            const std::vector<int32_t>& targets, int64_t T, int64_t D, int64_t V, float grad_scale,
+                            bool round_dlogits) {
+  LmHeadReference r;
+  r.logits.resize(size_t(T * V));
+  r.loss.resize(size_t(T));
+  r.dh.assign(size_t(T * D), 0.0f);
+  r.dW.assign(size_t(V * D), 0.0f);
+  gemm(false, true, T, V, D, 1.0f, h.data(), D, W.data(), D, 0.0f, r.logits.data(), V);
+  r.dlogits = r.logits;
+  cross_entropy_forward_backward(r.logits.data(), targets.data(), T, V, r.loss.data(), r.dlogits.data(), grad_scale);
+  const std::vector<float> dl = round_dlogits ? from_bf16_bits(to_bf16_bits(r.dlogits)) : r.dlogits;
+  gemm(false, false, T, D, V, 1.0f, dl.data(), V, W.data(), D, 0.0f, r.dh.data(), D);
+  gemm(true, false, V, D, T, 1.0f, dl.data(), V, h.data(), D, 0.0f, r.dW.data(), D);
+  return r;
+}
+
 TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
   REQUIRE_GPU();
   const int64_t T = 70, D = 32, V = 1000, chunk = 256;
   auto h = random_vector(T * D, 20), W = random_vector(V * D, 21, 0.2f);
   std::vector<int32_t> targets(T);
   for (int64_t t = 0; t < T; ++t) targets[t] = int32_t((t * 37) % V);
-  // CPU: full logits, then the fused forward/backward, then the GEMMs of the backward
-  std::vector<float> logits(T * V), loss(T), dh(T * D, 0.0f), dW(V * D, 0.0f);
-  gemm(false, true, T, V, D, 1.0f, h.data(), D, W.data(), D, 0.0f, logits.data(), V);
-  std::vector<float> dlogits = logits;
-  cross_entropy_forward_backward(logits.data(), targets.data(), T, V, loss.data(), dlogits.data(), 1.0f / T);
-  gemm(false, false, T, D, V, 1.0f, dlogits.data(), V, W.data(), D, 0.0f, dh.data(), D);
-  gemm(true, false, V, D, T, 1.0f, dlogits.data(), V, h.data(), D, 0.0f, dW.data(), D);
+  const LmHeadReference ref = cpu_lm_head(h, W, targets, T, D, V, 1.0f / T, false);
 
   DeviceArray<int32_t> dtargets(targets);
   for (int64_t c : {chunk, V}) {  // chunks with a partial last one; one chunk (pass 2 reuses pass 1's logits)
@@ -38,20 +55,20 @@ TEST(CudaKernels, CrossEntropyPiecesAndTheFusedLmHead) {
         scratch{size_t(T * c)};
     cuda::lm_head_cross_entropy(dh_in.data(), dW_in.data(), dtargets.data(), T, D, V, c, 1.0f / T, gloss.data(),
                                 gdh.data(), gdW.data(), scratch.data());
-    expect_close(down(gloss), loss, 1e-5, 1e-5, "fused LM head loss");
-    expect_close(down(gdh), dh, 1e-4, 1e-6, "fused LM head dh");
-    expect_close(down(gdW), dW, 1e-4, 1e-6, "fused LM head dW");
+    expect_close(down(gloss), ref.loss, 1e-5, 1e-5, "fused LM head loss");
+    expect_close(down(gdh), ref.dh, 1e-4, 1e-6, "fused LM head dh");
+    expect_close(down(gdW), ref.dW, 1e-4, 1e-6, "fused LM head dW");
   }
 
   // the vocabulary-parallel pieces on full logits
-  DeviceArray<float> dlog(logits), rmax{size_t(T)}, sexp{size_t(T)}, tl{size_t(T)}, gl{size_t(T)}, gdl{size_t(T * V)};
+  DeviceArray<float> dlog(ref.logits), rmax{size_t(T)}, sexp{size_t(T)}, tl{size_t(T)}, gl{size_t(T)}, gdl{size_t(T * V)};
   cuda::cross_entropy_row_max(dlog.data(), T, V, rmax.data());
   cuda::cross_entropy_sum_exp(dlog.data(), rmax.data(), T, V, sexp.data());
   cuda::cross_entropy_target_logit(dlog.data(), dtargets.data(), T, V, tl.data());
   cuda::cross_entropy_loss(rmax.data(), sexp.data(), tl.data(), T, gl.data());
   cuda::cross_entropy_backward(dlog.data(), dtargets.data(), rmax.data(), sexp.data(), T, V, 1.0f / T, gdl.data());
-  expect_close(down(gl), loss, 1e-5, 1e-5, "cross-entropy pieces: loss");
-  expect_close(down(gdl), dlogits, 1e-4, 1e-8, "cross-entropy pieces: dlogits");
+  expect_close(down(gl), ref.loss, 1e-5, 1e-5, "cross-entropy pieces: loss");
+  expect_close(down(gdl), ref.dlogits, 1e-4, 1e-8, "cross-entropy pieces: dlogits");
 }
 
 // The bf16 fused LM head against the CPU on the same rounded operands: h and W rounded to bf16
@@ -64,13 +81,7 @@ TEST(CudaKernels, FusedLmHeadInBf16) {
   const auto h = from_bf16_bits(h16), W = from_bf16_bits(W16);
   std::vector<int32_t> targets(T);
   for (int64_t t = 0; t < T; ++t) targets[t] = int32_t((t * 41) % V);
-  std::vector<float> logits(T * V), loss(T), dh(T * D, 0.0f), dW(V * D, 0.0f);
-  gemm(false, true, T, V, D, 1.0f, h.data(), D, W.data(), D, 0.0f, logits.data(), V);
-  std::vector<float> dlogits = logits;
-  cross_entropy_forward_backward(logits.data(), targets.data(), T, V, loss.data(), dlogits.data(), 1.0f / T);
-  dlogits = from_bf16_bits(to_bf16_bits(dlogits));
-  gemm(false, false, T, D, V, 1.0f, dlogits.data(), V, W.data(), D, 0.0f, dh.data(), D);
-  gemm(true, false, V, D, T, 1.0f, dlogits.data(), V, h.data(), D, 0.0f, dW.data(), D);
+  const LmHeadReference ref = cpu_lm_head(h, W, targets, T, D, V, 1.0f / T, true);
   DeviceArray<int32_t> dtargets(targets);
   for (int64_t c : {chunk, V}) {
     SCOPED_TRACE("chunk " + std::to_string(c));
@@ -79,9 +90,9 @@ TEST(CudaKernels, FusedLmHeadInBf16) {
         scratch{size_t(T * c)};
     cuda::lm_head_cross_entropy_bf16(dh16.data(), dW16.data(), dtargets.data(), T, D, V, c, 1.0f / T, gloss.data(),
                                      gdh.data(), gdW.data(), scratch.data(), scratch16.data());
-    expect_close(down(gloss), loss, 1e-4, 1e-5, "bf16 LM head loss");
-    expect_close(down(gdh), dh, 2e-3, 1e-5, "bf16 LM head dh");
-    expect_close(down(gdW), dW, 2e-3, 1e-5, "bf16 LM head dW");
+    expect_close(down(gloss), ref.loss, 1e-4, 1e-5, "bf16 LM head loss");
+    expect_close(down(gdh), ref.dh, 2e-3, 1e-5, "bf16 LM head dh");
+    expect_close(down(gdW), ref.dW, 2e-3, 1e-5, "bf16 LM head dW");
   }
 }
 
