@@ -2,41 +2,22 @@
 // (set_expert_parallel with chunks 0): FSMoE's online profiling and cost model
 // (parallel/chunk_cost_model.h). At the first MoE forward every ep rank times, on this run's
 // shapes, the ep group's all-to-all at two sizes and one of the experts' grouped GEMMs at two
-// sizes; the times are max-reduced over the group (so every rank fits the same lines and makes the
-// same choice), the experts' forward is taken as three such GEMMs and their backward as six, and the
-// count with the least simulated forward + backward is kept for every MoE layer.
+// sizes (cuda::median_ms: the median of three after a warm-up); the times are max-reduced over the
+// group (so every rank fits the same lines and makes the same choice), the experts' forward is
+// taken as three such GEMMs and their backward as six, and the count with the least simulated
+// forward + backward is kept for every MoE layer.
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "core/logging.h"
-#include "core/profiler.h"
+#include "kernels/cuda/device.h"
 #include "kernels/elementwise.h"
 #include "model/gpu/gpu_block.h"
 #include "model/gpu/gpu_transformer.h"
 #include "parallel/chunk_cost_model.h"
 
 namespace moe::gpu {
-
-namespace {
-
-// Milliseconds of one call: the median of three after a warm-up, the device idle at both ends.
-template <class F>
-double timed_ms(F&& call) {
-  call();
-  cuda::synchronize();
-  std::vector<double> ms;
-  for (int i = 0; i < 3; ++i) {
-    const double t0 = now_ms();
-    call();
-    cuda::synchronize();
-    ms.push_back(now_ms() - t0);
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[1];
-}
-
-}  // namespace
 
 int GpuTransformer::choose_ep_chunks(const Block& b, int64_t rows) {
   const int ranks = ep_host_->size();
@@ -54,13 +35,13 @@ int GpuTransformer::choose_ep_chunks(const Block& b, int64_t rows) {
   for (const int64_t n : sizes) {
     const int64_t per_rank = n / ranks;
     std::vector<int64_t> counts(size_t(ranks), per_rank * width);
-    measured.push_back(
-        float(timed_ms([&] { ep_device_->all_to_all_v(send.data(), counts.data(), recv.data(), counts.data()); })));
+    measured.push_back(float(
+        cuda::median_ms([&] { ep_device_->all_to_all_v(send.data(), counts.data(), recv.data(), counts.data()); })));
     std::vector<int64_t> offsets(size_t(El + 1));
     for (int64_t e = 0; e <= El; ++e) offsets[size_t(e)] = per_rank * ranks * e / El;
     const Groups G{offsets.data(), El, El};
     const std::string w1 = b.prefix + "/moe/experts/w1";
-    measured.push_back(float(timed_ms([&] {
+    measured.push_back(float(cuda::median_ms([&] {
       if (bf16_)
         experts_fwd_bf16(G, x16.data(), D, w1, Fe, y16.data(), true);
       else
