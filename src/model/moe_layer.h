@@ -22,9 +22,6 @@
 
 namespace moe {
 
-// The groups the model talks to. tokens: every rank holding distinct tokens in MoE layers (the
-// world), over which lbl_scope=global counts and expert loads are summed. ep: the expert-parallel
-// group. tp: the tensor-parallel group. On one rank all are size 1.
 // C = ceil(cf k T / E) copies per expert for a micro-batch of T tokens, first come first served in
 // token order (empty: capacity_factor 0, dropless). Under tp each rank routes a slice of the tokens
 // and the slices of lower tp ranks come first, so this rank keeps C minus what they kept:
@@ -33,6 +30,9 @@ namespace moe {
 std::vector<int64_t> slice_capacities(const MoeConfig& cfg, int64_t T, const std::vector<int64_t>& slice_counts,
                                       Communicator* tp);
 
+// The groups the model talks to. tokens: every rank holding distinct tokens in MoE layers (the
+// world), over which lbl_scope=global counts and expert loads are summed. ep: the expert-parallel
+// group. tp: the tensor-parallel group. On one rank all are size 1.
 struct MoeGroups {
   Communicator* tokens = nullptr;
   Communicator* ep = nullptr;
